@@ -1,0 +1,28 @@
+// The one error class of nbdraid: a POSIX-style code plus a message prefixed with its context.
+// Transport maps `code` to an NBD error in exactly one place (lib/transport/errno.ts);
+// the CLI prints `message` and exits non-zero.
+
+export type ErrorCode =
+  | 'EIO' | 'EINVAL' | 'ENOSPC' | 'EPERM' | 'ENOTSUP' | 'EOVERFLOW' | 'ESHUTDOWN' | 'ENOMEM'
+  | 'ENOENT' | 'EEXIST' | 'EBUSY' | 'ESTALE' | 'EPROTO' | 'ECANCELED' | 'ETIMEDOUT';
+
+export class NbdraidError extends Error {
+  readonly code: ErrorCode;
+  readonly context: string;
+
+  constructor(code: ErrorCode, context: string, message: string, options?: { cause?: unknown }) {
+    super(`${context}: ${message}`, options);
+    this.name = 'NbdraidError';
+    this.code = code;
+    this.context = context;
+  }
+}
+
+/** Wraps any thrown value as an NbdraidError, keeping a known code (errno-style `code` of Node errors). */
+export function asNbdraidError(err: unknown, context: string, fallback: ErrorCode = 'EIO'): NbdraidError {
+  if (err instanceof NbdraidError) return err;
+  const e = err as NodeJS.ErrnoException;
+  const known: ErrorCode[] = ['EIO', 'EINVAL', 'ENOSPC', 'EPERM', 'ENOTSUP', 'EOVERFLOW', 'ENOMEM', 'ENOENT', 'EEXIST', 'EBUSY'];
+  const code = known.includes(e?.code as ErrorCode) ? (e.code as ErrorCode) : fallback;
+  return new NbdraidError(code, context, e?.message ?? String(err), { cause: err });
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Makes sure the real clients the tests drive are present. As root, installs the
+# missing Debian packages; otherwise names them and fails.
+set -euo pipefail
+declare -A need=(
+  [nbdinfo]=libnbd-bin [nbdcopy]=libnbd-bin [nbdsh]=libnbd-bin [nbdfuse]=libnbd-bin
+  [qemu-img]=qemu-utils [qemu-io]=qemu-utils [fio]=fio [nbdkit]=nbdkit
+  [fusermount3]=fuse3 [mdadm]=mdadm [mkfs.ext4]=e2fsprogs [losetup]=mount
+)
+missing=()
+for cmd in "${!need[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+python3 -c 'import nbd' >/dev/null 2>&1 || missing+=(python3-libnbd)
+[ ${#missing[@]} -eq 0 ] && exit 0
+pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+if [ "$(id -u)" -ne 0 ]; then
+  echo "nbdraid tests need these Debian packages: $pkgs" >&2
+  echo "install them with: sudo apt-get install -y $pkgs" >&2
+  exit 1
+fi
+echo "installing test tools: $pkgs" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq $pkgs >/dev/null
