@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+// nbdraid admin CLI: parse, call lib, print (human or --json). Each verb lives in cmd/verbs/.
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { NbdraidError } from '../lib/errors.js';
+import { verbs } from './verbs/index.js';
+
+async function main(): Promise<void> {
+  let cli = yargs(hideBin(process.argv))
+    .scriptName('nbdraid')
+    .usage('$0 <verb> [options]\n\nRAID-5 over NBD, served by cooperating controller processes.')
+    .option('state', {
+      type: 'string',
+      describe: 'state directory holding the coordination database',
+      default: process.env.NBDRAID_STATE ?? './data',
+      global: true,
+    })
+    .strict()
+    .demandCommand(1, 'name a verb; see nbdraid --help')
+    .recommendCommands()
+    .wrap(Math.min(100, process.stdout.columns ?? 100))
+    .fail((msg, err) => {
+      if (err) throw err;
+      process.stderr.write(`nbdraid: ${msg}\nRun 'nbdraid --help' for usage.\n`);
+      process.exit(2);
+    });
+  for (const verb of verbs) cli = cli.command(verb);
+  await cli.parseAsync();
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof NbdraidError) {
+    process.stderr.write(`nbdraid: ${err.message}\n`);
+    process.exit(1);
+  }
+  process.stderr.write(`nbdraid: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
+  process.exit(1);
+});
