@@ -1,0 +1,184 @@
+// FileDevice: a BlockDevice over a regular file or a block device.
+// Size by seeking to the end (works for both); block status from SEEK_DATA/SEEK_HOLE on
+// regular files; optional exclusive flock so two processes never open one member for writing.
+import fs from 'node:fs';
+import fsExt from 'fs-ext';
+import { NbdraidError, asNbdraidError } from '../errors.js';
+import {
+  type BlockDevice, type BlockSizes, type Capabilities, type Extent, type WriteOptions, type ZeroOptions,
+  DEFAULT_CAPABILITIES, STATE_HOLE, STATE_ZERO,
+} from './block-device.js';
+
+const SEEK_END = 2;
+const SEEK_DATA = 3;
+const SEEK_HOLE = 4;
+const ZERO_CHUNK = Buffer.alloc(1 << 20);
+
+export interface FileDeviceOptions {
+  readOnly?: boolean;
+  /** Take an exclusive, non-blocking flock; fails with EBUSY when another process holds it. */
+  exclusive?: boolean;
+}
+
+function readAt(fd: number, into: Buffer, pos: number, offset: number, length: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.read(fd, into, pos, length, offset, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+function writeAt(fd: number, data: Buffer, pos: number, offset: number, length: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.write(fd, data, pos, length, offset, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+function fdatasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+export class FileDevice implements BlockDevice {
+  readonly blockSizes: BlockSizes = { minimum: 1, preferred: 4096, maximum: 32 << 20 };
+  readonly capabilities: Capabilities;
+  private closed = false;
+
+  private constructor(
+    readonly path: string,
+    private readonly fd: number,
+    readonly size: number,
+    readonly isBlockDevice: boolean,
+    readOnly: boolean,
+  ) {
+    this.capabilities = {
+      ...DEFAULT_CAPABILITIES,
+      readOnly,
+      blockStatus: !isBlockDevice,
+      rotational: false,
+    };
+  }
+
+  static async open(path: string, opts: FileDeviceOptions = {}): Promise<FileDevice> {
+    const ctx = `open ${path}`;
+    let fd: number;
+    try {
+      fd = fs.openSync(path, opts.readOnly ? 'r' : 'r+');
+    } catch (err) {
+      throw asNbdraidError(err, ctx);
+    }
+    try {
+      const st = fs.fstatSync(fd);
+      if (!st.isFile() && !st.isBlockDevice()) throw new NbdraidError('EINVAL', ctx, 'not a regular file or block device');
+      if (opts.exclusive) lockExclusive(fd, ctx);
+      const size = fsExt.seekSync(fd, 0, SEEK_END);
+      return new FileDevice(path, fd, size, st.isBlockDevice(), !!opts.readOnly);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw asNbdraidError(err, ctx);
+    }
+  }
+
+  async read(offset: number, into: Buffer): Promise<void> {
+    let done = 0;
+    while (done < into.length) {
+      const n = await this.io(readAt(this.fd, into, done, offset + done, into.length - done), 'read', offset);
+      if (n === 0) {
+        into.fill(0, done); // past the end of a file that shrank: read as zeroes
+        return;
+      }
+      done += n;
+    }
+  }
+
+  async write(offset: number, data: Buffer, opts: WriteOptions = {}): Promise<void> {
+    let done = 0;
+    while (done < data.length) {
+      done += await this.io(writeAt(this.fd, data, done, offset + done, data.length - done), 'write', offset);
+    }
+    if (opts.fua) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    await this.io(fdatasync(this.fd), 'flush', 0);
+  }
+
+  /** Discard is a hint: contents are left unchanged (NBD allows any content after TRIM). */
+  async trim(_offset: number, _length: number, opts: WriteOptions = {}): Promise<void> {
+    if (opts.fua) await this.flush();
+  }
+
+  async writeZeroes(offset: number, length: number, opts: ZeroOptions = {}): Promise<void> {
+    if (opts.fastZero) throw new NbdraidError('ENOTSUP', `zero ${this.path}`, 'fast zeroing is not supported');
+    for (let done = 0; done < length; done += ZERO_CHUNK.length) {
+      const n = Math.min(ZERO_CHUNK.length, length - done);
+      await this.write(offset + done, ZERO_CHUNK.subarray(0, n));
+    }
+    if (opts.fua) await this.flush();
+  }
+
+  async blockStatus(offset: number, length: number): Promise<Extent[]> {
+    if (this.isBlockDevice) return [{ length, flags: 0 }];
+    try {
+      return sparseExtents(this.fd, offset, length, this.size);
+    } catch {
+      return [{ length, flags: 0 }]; // file system without SEEK_DATA: everything allocated is safe
+    }
+  }
+
+  async cache(): Promise<void> {
+    // The page cache does read-ahead on its own; nothing to do.
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    fs.closeSync(this.fd); // also drops the flock
+  }
+
+  private async io<T>(p: Promise<T>, op: string, offset: number): Promise<T> {
+    try {
+      return await p;
+    } catch (err) {
+      throw asNbdraidError(err, `${op} ${this.path} at ${offset}`);
+    }
+  }
+}
+
+function lockExclusive(fd: number, ctx: string): void {
+  try {
+    fsExt.flockSync(fd, 'exnb');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EWOULDBLOCK' || code === 'EAGAIN') {
+      throw new NbdraidError('EBUSY', ctx, 'in use by another nbdraid process (stop it first, or pick another device)');
+    }
+    throw err;
+  }
+}
+
+/** Extents of [offset, offset+length) from SEEK_DATA / SEEK_HOLE; holes read as zeroes. */
+function sparseExtents(fd: number, offset: number, length: number, size: number): Extent[] {
+  const end = Math.min(offset + length, size);
+  const out: Extent[] = [];
+  let pos = offset;
+  while (pos < end) {
+    const data = seekOr(fd, pos, SEEK_DATA, end);
+    if (data > pos) {
+      out.push({ length: Math.min(data, end) - pos, flags: STATE_HOLE | STATE_ZERO });
+      pos = Math.min(data, end);
+      continue;
+    }
+    const hole = seekOr(fd, pos, SEEK_HOLE, end);
+    out.push({ length: Math.min(hole, end) - pos, flags: 0 });
+    pos = Math.min(hole, end);
+  }
+  return out.length > 0 ? out : [{ length, flags: 0 }];
+}
+
+/** lseek with SEEK_DATA/SEEK_HOLE; ENXIO (no data after pos) maps to `fallback`. */
+function seekOr(fd: number, pos: number, whence: number, fallback: number): number {
+  try {
+    return fsExt.seekSync(fd, pos, whence);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENXIO') return fallback;
+    throw err;
+  }
+}
