@@ -18,11 +18,18 @@ export class NbdraidError extends Error {
   }
 }
 
+/** System errno names that mean one of ours. */
+const ALIASES: Record<string, ErrorCode> = {
+  EISDIR: 'EINVAL', ENOTDIR: 'ENOENT', EACCES: 'EPERM', EROFS: 'EPERM', EDQUOT: 'ENOSPC',
+  EFBIG: 'ENOSPC', EWOULDBLOCK: 'EBUSY', EAGAIN: 'EBUSY', EOPNOTSUPP: 'ENOTSUP',
+};
+
 /** Wraps any thrown value as an NbdraidError, keeping a known code (errno-style `code` of Node errors). */
 export function asNbdraidError(err: unknown, context: string, fallback: ErrorCode = 'EIO'): NbdraidError {
   if (err instanceof NbdraidError) return err;
   const e = err as NodeJS.ErrnoException;
   const known: ErrorCode[] = ['EIO', 'EINVAL', 'ENOSPC', 'EPERM', 'ENOTSUP', 'EOVERFLOW', 'ENOMEM', 'ENOENT', 'EEXIST', 'EBUSY'];
-  const code = known.includes(e?.code as ErrorCode) ? (e.code as ErrorCode) : fallback;
+  const raw = e?.code ?? '';
+  const code = known.includes(raw as ErrorCode) ? (raw as ErrorCode) : (ALIASES[raw] ?? fallback);
   return new NbdraidError(code, context, e?.message ?? String(err), { cause: err });
 }
