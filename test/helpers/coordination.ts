@@ -1,0 +1,27 @@
+// Shared pieces of the coordination tests: temporary state directories.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+interface Teardown { teardown(fn: () => void): void }
+
+/** A fresh state directory removed when the test ends. */
+export function tempStateDir(t: Teardown, prefix = 'nbdraid-coord-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+interface Asserts { equal(a: unknown, b: unknown, msg?: string): unknown; fail(msg: string): unknown }
+
+/** Asserts that `fn` throws an error carrying `code` (and a message matching `message`, if given). */
+export function throwsCode(t: Asserts, fn: () => unknown, code: string, message?: RegExp): void {
+  try {
+    fn();
+  } catch (err) {
+    t.equal((err as { code?: string }).code, code, `throws ${code}: ${(err as Error).message}`);
+    if (message && !message.test((err as Error).message)) t.fail(`message '${(err as Error).message}' does not match ${message}`);
+    return;
+  }
+  t.fail(`expected a throw with code ${code}`);
+}
