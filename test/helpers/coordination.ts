@@ -2,6 +2,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Test } from 'tap';
 
 interface Teardown { teardown(fn: () => void): void }
 
@@ -12,10 +13,9 @@ export function tempStateDir(t: Teardown, prefix = 'nbdraid-coord-'): string {
   return dir;
 }
 
-interface Asserts { equal(a: unknown, b: unknown, msg?: string): unknown; fail(msg: string): unknown }
 
 /** Asserts that `fn` throws an error carrying `code` (and a message matching `message`, if given). */
-export function throwsCode(t: Asserts, fn: () => unknown, code: string, message?: RegExp): void {
+export function throwsCode(t: Test, fn: () => unknown, code: string, message?: RegExp): void {
   try {
     fn();
   } catch (err) {
