@@ -1,0 +1,90 @@
+// `nbdraid serve --file PATH`: serve a file or block device over NBD until SIGINT/SIGTERM.
+// The positional [name] is reserved for serving an array; until that lands it asks for --file.
+import path from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import { NbdraidError } from '../../lib/errors.js';
+import type { BlockDevice } from '../../lib/transport/block-device.js';
+import { FileDevice } from '../../lib/transport/file-device.js';
+import { type ListenAddress, NbdServer } from '../../lib/transport/server.js';
+
+interface ServeArgs {
+  name?: string;
+  file?: string;
+  export?: string;
+  listen?: string;
+  socket?: string;
+  'read-only': boolean;
+}
+
+export const DEFAULT_LISTEN = '127.0.0.1:10809';
+
+/** Parses HOST:PORT, [V6HOST]:PORT or a bare PORT (loopback). */
+export function parseListen(spec: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d+)$/.exec(spec) ?? /^()()(\d+)$/.exec(spec);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || !Number.isInteger(port) || port > 65535) {
+    throw new NbdraidError('EINVAL', `--listen ${spec}`, 'expected HOST:PORT, [IPV6]:PORT or PORT, e.g. 127.0.0.1:10809');
+  }
+  return { host: m[1] || m[2] || '127.0.0.1', port };
+}
+
+/** The URI a client uses to reach `exportName` at a bound address. */
+export function exportUri(bound: ListenAddress, exportName: string): string {
+  const name = encodeURIComponent(exportName);
+  if ('path' in bound) return `nbd+unix:///${name}?socket=${bound.path}`;
+  const host = bound.host?.includes(':') ? `[${bound.host}]` : bound.host;
+  return `nbd://${host}:${bound.port}/${name}`;
+}
+
+async function listenOn(server: NbdServer, args: ServeArgs): Promise<ListenAddress> {
+  if (args.socket) {
+    await server.listen({ path: args.socket });
+    return { path: args.socket };
+  }
+  const want = parseListen(args.listen ?? DEFAULT_LISTEN);
+  const bound = await server.listen(want);
+  return { host: want.host, port: typeof bound === 'string' ? want.port : bound.port };
+}
+
+/** Serves until SIGINT/SIGTERM, then shuts down gracefully and closes the device. */
+async function serveDevice(device: BlockDevice, exportName: string, args: ServeArgs): Promise<void> {
+  const server = new NbdServer({ exports: [{ name: exportName, device, readOnly: args['read-only'] }] });
+  let bound: ListenAddress;
+  try {
+    bound = await listenOn(server, args);
+  } catch (err) {
+    await device.close();
+    throw err;
+  }
+  process.stderr.write(`nbdraid: serving export '${exportName}' (${device.size} bytes${args['read-only'] ? ', read-only' : ''}) on ${exportUri(bound, exportName)}\n`);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  process.stderr.write(`nbdraid: ${signal}: finishing in-flight requests and stopping\n`);
+  await server.close();
+  await device.close();
+}
+
+async function serveFile(args: ServeArgs & { file: string }): Promise<void> {
+  const device = await FileDevice.open(args.file, { readOnly: args['read-only'] });
+  await serveDevice(device, args.export ?? path.basename(args.file), args);
+}
+
+export const serveCommand: CommandModule<object, ServeArgs> = {
+  command: 'serve [name]',
+  describe: 'serve a file or block device (--file) over NBD until interrupted',
+  builder: (y: Argv) => y
+    .positional('name', { type: 'string', describe: 'array to serve (not yet available; use --file)' })
+    .option('file', { type: 'string', describe: 'file or block device to serve' })
+    .option('export', { type: 'string', describe: 'export name (default: the file name)' })
+    .option('listen', { type: 'string', describe: `HOST:PORT to listen on ([::1]:PORT for IPv6; default ${DEFAULT_LISTEN})` })
+    .option('socket', { type: 'string', describe: 'listen on this unix socket instead of TCP' })
+    .option('read-only', { type: 'boolean', default: false, describe: 'refuse writes' })
+    .conflicts('socket', 'listen') as unknown as Argv<ServeArgs>,
+  handler: async (args) => {
+    if (args.file) return serveFile({ ...args, file: args.file });
+    if (args.name) throw new NbdraidError('ENOTSUP', `serve ${args.name}`, 'serving arrays is not available yet; use --file PATH');
+    throw new NbdraidError('EINVAL', 'serve', 'name what to serve: --file PATH');
+  },
+};

@@ -1,0 +1,203 @@
+// Incremental frame readers: push() socket chunks split at any byte, pull whole frames with next().
+// No sockets here. next() returns null until a whole frame is buffered, and throws
+// NbdraidError('EPROTO') when the stream cannot be followed any more (bad magic, a payload
+// beyond the discard cap); the owner then drops the connection.
+//
+// ServerFrameReader reads what a client sends: client flags, options, requests (+ payloads).
+// ClientFrameReader reads what a server sends: greeting, option replies, the EXPORT_NAME reply,
+// simple replies and structured/extended chunks.
+import { ByteQueue } from './byte-queue.js';
+import {
+  decodeExportNameReply, decodeGreeting, decodeOptionHeader, decodeOptionReplyHeader,
+  type OptionReplyHeader,
+} from './codec-handshake.js';
+import {
+  type NbdRequest, type ReplyHeader, decodeReplyHeader, decodeRequest, replyHeaderSize, requestHeaderSize,
+} from './codec-transmission.js';
+import { protocolError } from './codec-util.js';
+import {
+  CLIENT_FLAGS_SIZE, CMD_FLAG_PAYLOAD_LEN, CMD_WRITE, EXPORT_NAME_REPLY_ZEROES, GREETING_SIZE,
+  OPTION_HEADER_SIZE, OPTION_REPLY_HEADER_SIZE,
+} from './constants.js';
+
+export interface ServerReaderLimits {
+  /** Largest option body kept; larger ones are skipped (and answered ERR_TOO_BIG). */
+  maxOptionData: number;
+  /** Largest request payload kept; larger ones are skipped (and answered with an error). */
+  maxPayload: number;
+  /** Beyond this many bytes, skipping is not worth it: the stream is abandoned. */
+  maxDiscard: number;
+}
+
+export type ServerFrame =
+  | { kind: 'clientFlags'; flags: number }
+  /** data is null when the body exceeded maxOptionData and was skipped. */
+  | { kind: 'option'; option: number; length: number; data: Buffer | null }
+  /** payload is null for commands without one, and when it exceeded maxPayload and was skipped. */
+  | { kind: 'request'; req: NbdRequest; payload: Buffer | null; payloadDropped: boolean };
+
+type Pending =
+  | { kind: 'option'; option: number; length: number; drop: boolean; left: number }
+  | { kind: 'request'; req: NbdRequest; length: number; drop: boolean; left: number };
+
+export class ServerFrameReader {
+  private readonly q = new ByteQueue();
+  private phase: 'clientFlags' | 'options' | 'transmission' = 'clientFlags';
+  private extended = false;
+  private pending: Pending | null = null;
+
+  constructor(private limits: ServerReaderLimits) {}
+
+  push(chunk: Buffer): void {
+    this.q.push(chunk);
+  }
+
+  /** Bytes received but not yet returned in a frame. */
+  get buffered(): number {
+    return this.q.length;
+  }
+
+  /** Switches to requests; bytes already buffered are parsed as requests. */
+  startTransmission(extended: boolean, maxPayload: number): void {
+    this.phase = 'transmission';
+    this.extended = extended;
+    this.limits = { ...this.limits, maxPayload };
+  }
+
+  next(): ServerFrame | null {
+    if (this.pending) return this.finishPending(this.pending);
+    if (this.phase === 'clientFlags') {
+      if (this.q.length < CLIENT_FLAGS_SIZE) return null;
+      this.phase = 'options';
+      return { kind: 'clientFlags', flags: this.q.take(CLIENT_FLAGS_SIZE).readUInt32BE(0) };
+    }
+    if (this.phase === 'options') return this.nextOption();
+    return this.nextRequest();
+  }
+
+  private nextOption(): ServerFrame | null {
+    if (this.q.length < OPTION_HEADER_SIZE) return null;
+    const { option, length } = decodeOptionHeader(this.q.take(OPTION_HEADER_SIZE));
+    const p: Pending = this.pendingBody({ kind: 'option' as const, option, length }, this.limits.maxOptionData);
+    this.pending = p;
+    return this.finishPending(p);
+  }
+
+  private nextRequest(): ServerFrame | null {
+    const size = requestHeaderSize(this.extended);
+    if (this.q.length < size) return null;
+    const req = decodeRequest(this.q.take(size), this.extended);
+    const hasPayload = req.type === CMD_WRITE || (this.extended && (req.flags & CMD_FLAG_PAYLOAD_LEN) !== 0);
+    if (!hasPayload) return { kind: 'request', req, payload: null, payloadDropped: false };
+    const p: Pending = this.pendingBody({ kind: 'request' as const, req, length: req.length }, this.limits.maxPayload);
+    this.pending = p;
+    return this.finishPending(p);
+  }
+
+  private pendingBody<T extends { length: number }>(p: T, keepLimit: number): T & { drop: boolean; left: number } {
+    if (p.length > this.limits.maxDiscard && p.length > keepLimit) {
+      throw protocolError('frame', `body of ${p.length} bytes is too large to skip; disconnecting`);
+    }
+    return { ...p, drop: p.length > keepLimit, left: p.length };
+  }
+
+  /** Completes the pending body: buffered whole when kept, skipped as it arrives when dropped. */
+  private finishPending(p: Pending): ServerFrame | null {
+    let body: Buffer | null = null;
+    if (p.drop) {
+      p.left -= this.q.skip(p.left);
+      if (p.left > 0) return null;
+    } else {
+      if (this.q.length < p.length) return null;
+      body = this.q.take(p.length);
+    }
+    this.pending = null;
+    if (p.kind === 'option') return { kind: 'option', option: p.option, length: p.length, data: body };
+    return { kind: 'request', req: p.req, payload: body, payloadDropped: p.drop };
+  }
+}
+
+export type ClientFrame =
+  | { kind: 'greeting'; handshakeFlags: number }
+  | { kind: 'optionReply'; header: OptionReplyHeader; data: Buffer }
+  | { kind: 'exportNameReply'; size: number; transmissionFlags: number }
+  /** payload: the chunk payload, or a simple READ reply's data. */
+  | { kind: 'reply'; header: ReplyHeader; payload: Buffer };
+
+/** For a simple reply, how many data bytes follow it (the READ length when error is 0). */
+export type SimpleReplyDataLength = (cookie: bigint, error: number) => number;
+
+export class ClientFrameReader {
+  private readonly q = new ByteQueue();
+  private phase: 'greeting' | 'options' | 'exportName' | 'transmission' = 'greeting';
+  private noZeroes = false;
+  private optionHeader: OptionReplyHeader | null = null;
+  private header: ReplyHeader | null = null;
+  private bodyLength = 0;
+
+  constructor(private readonly simpleDataLength: SimpleReplyDataLength, private readonly maxPayload = 64 << 20) {}
+
+  push(chunk: Buffer): void {
+    this.q.push(chunk);
+  }
+
+  /** Options phase (after the greeting is read it is entered by itself). */
+  expectExportNameReply(noZeroes: boolean): void {
+    this.phase = 'exportName';
+    this.noZeroes = noZeroes;
+  }
+
+  startTransmission(): void {
+    this.phase = 'transmission';
+  }
+
+  next(): ClientFrame | null {
+    switch (this.phase) {
+      case 'greeting':
+        if (this.q.length < GREETING_SIZE) return null;
+        this.phase = 'options';
+        return { kind: 'greeting', ...decodeGreeting(this.q.take(GREETING_SIZE)) };
+      case 'options':
+        return this.nextOptionReply();
+      case 'exportName': {
+        const size = 10 + (this.noZeroes ? 0 : EXPORT_NAME_REPLY_ZEROES);
+        if (this.q.length < size) return null;
+        this.phase = 'transmission';
+        return { kind: 'exportNameReply', ...decodeExportNameReply(this.q.take(size)) };
+      }
+      default:
+        return this.nextReply();
+    }
+  }
+
+  private nextOptionReply(): ClientFrame | null {
+    if (!this.optionHeader) {
+      if (this.q.length < OPTION_REPLY_HEADER_SIZE) return null;
+      const header = decodeOptionReplyHeader(this.q.take(OPTION_REPLY_HEADER_SIZE));
+      if (header.length > this.maxPayload) throw protocolError('option reply', `reply of ${header.length} bytes`);
+      this.optionHeader = header;
+    }
+    if (this.q.length < this.optionHeader.length) return null;
+    const frame: ClientFrame = { kind: 'optionReply', header: this.optionHeader, data: this.q.take(this.optionHeader.length) };
+    this.optionHeader = null;
+    return frame;
+  }
+
+  private nextReply(): ClientFrame | null {
+    if (!this.header) {
+      if (this.q.length < 4) return null;
+      const size = replyHeaderSize(this.q.peekUInt32());
+      if (size === 0) throw protocolError('reply', `bad reply magic 0x${this.q.peekUInt32().toString(16)}`);
+      if (this.q.length < size) return null;
+      const header = decodeReplyHeader(this.q.take(size));
+      const length = header.kind === 'simple' ? this.simpleDataLength(header.cookie, header.error) : header.length;
+      if (length > this.maxPayload) throw protocolError('reply', `payload of ${length} bytes is too large`);
+      this.header = header;
+      this.bodyLength = length;
+    }
+    if (this.q.length < this.bodyLength) return null;
+    const frame: ClientFrame = { kind: 'reply', header: this.header, payload: this.q.take(this.bodyLength) };
+    this.header = null;
+    return frame;
+  }
+}

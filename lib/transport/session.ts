@@ -1,0 +1,240 @@
+// One client connection: greeting, option haggling, then requests until DISC, a protocol error,
+// the socket closing or server shutdown. Never throws out of a socket callback: every failure
+// ends this connection only.
+//
+// Memory bound: frames are pulled from the reader only while this connection has fewer than
+// maxInflightRequests requests and fewer than maxInflightBytes bytes (payloads, READ buffers and
+// unsent replies) in flight; otherwise the socket is paused and resumed as requests complete or
+// replies drain. So at most maxInflightBytes + one request's payload + one socket chunk is held.
+import type net from 'node:net';
+import { type ServerFrame, ServerFrameReader, type ServerReaderLimits } from './frame-reader.js';
+import { encodeGreeting } from './codec-handshake.js';
+import type { NbdRequest } from './codec-transmission.js';
+import { CMD_DISC, CMD_READ } from './constants.js';
+import { toNbdErrno } from './errno.js';
+import type { ExportRegistry } from './exports.js';
+import { HandshakeState, type OptionOutcome, SERVER_HANDSHAKE_FLAGS, acceptClientFlags, handleOption } from './handshake.js';
+import { ReplyWriter } from './reply.js';
+import { type TransmissionContext, dispatchRequest, validateRequest } from './transmission.js';
+import { transmissionFlags } from './exports.js';
+
+export interface SessionLimits {
+  handshakeTimeoutMs: number;
+  maxOptions: number;
+  maxInflightRequests: number;
+  maxInflightBytes: number;
+  reader: ServerReaderLimits;
+}
+
+/** Counters the server keeps across connections (tests read them to check the bounds). */
+export interface ServerStats {
+  connections: number;
+  requests: number;
+  protocolErrors: number;
+  peakInflightRequests: number;
+  peakInflightBytes: number;
+  peakBufferedBytes: number;
+}
+
+export interface SessionHost {
+  readonly exports: ExportRegistry;
+  readonly shuttingDown: boolean;
+  readonly limits: SessionLimits;
+  readonly stats: ServerStats;
+  log(message: string): void;
+  sessionClosed(session: Session): void;
+}
+
+/** After we end our side, how long a client may keep the connection before it is destroyed. */
+const LINGER_MS = 2000;
+
+export class Session {
+  private readonly reader: ServerFrameReader;
+  private readonly hs = new HandshakeState();
+  private phase: 'handshake' | 'transmission' | 'closing' = 'handshake';
+  private options = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private ctx: TransmissionContext | null = null;
+  private replies: ReplyWriter | null = null;
+  private inflight = 0;
+  private inflightBytes = 0;
+  private pumping = false;
+  private paused = false;
+  private corked = false;
+  private closed = false;
+
+  constructor(private readonly host: SessionHost, private readonly socket: net.Socket) {
+    this.reader = new ServerFrameReader(host.limits.reader);
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.pump());
+    socket.on('error', () => this.destroy());
+    socket.on('close', () => this.onClose());
+    this.timer = setTimeout(() => this.destroy('handshake timed out'), host.limits.handshakeTimeoutMs);
+    this.send(encodeGreeting(SERVER_HANDSHAKE_FLAGS));
+  }
+
+  /** Server shutdown: in transmission, finish what is in flight, answer the rest ESHUTDOWN, close. */
+  shutdown(): void {
+    if (this.phase === 'transmission') this.endIfIdle();
+  }
+
+  destroy(reason?: string): void {
+    if (reason) {
+      this.host.stats.protocolErrors++;
+      this.host.log(`nbd connection from ${this.socket.remoteAddress ?? 'unix socket'} dropped: ${reason}`);
+    }
+    this.phase = 'closing';
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.phase === 'closing') return;
+    this.reader.push(chunk);
+    const stats = this.host.stats;
+    if (this.reader.buffered > stats.peakBufferedBytes) stats.peakBufferedBytes = this.reader.buffered;
+    this.pump();
+  }
+
+  /** Handles every whole frame buffered, unless over the in-flight bound (then pauses the socket). */
+  private pump(): void {
+    if (this.pumping || this.closed) return;
+    this.pumping = true;
+    try {
+      while (this.phase !== 'closing') {
+        if (this.phase === 'transmission' && this.overBound()) return this.setPaused(true);
+        const frame = this.reader.next();
+        if (!frame) return this.setPaused(false);
+        this.onFrame(frame);
+      }
+    } catch (err) {
+      this.destroy((err as Error).message);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private overBound(): boolean {
+    const { maxInflightRequests, maxInflightBytes } = this.host.limits;
+    return this.inflight >= maxInflightRequests || this.inflightBytes + this.socket.writableLength >= maxInflightBytes;
+  }
+
+  private setPaused(paused: boolean): void {
+    if (paused === this.paused) return;
+    this.paused = paused;
+    if (paused) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  private onFrame(frame: ServerFrame): void {
+    if (frame.kind === 'request') return this.onRequest(frame.req, frame.payload, frame.payloadDropped);
+    if (frame.kind === 'clientFlags') {
+      if (!acceptClientFlags(this.hs, frame.flags)) this.destroy(`unknown client flags 0x${frame.flags.toString(16)}`);
+      return;
+    }
+    if (++this.options > this.host.limits.maxOptions) return this.destroy('too many options');
+    const env = { exports: this.host.exports, shuttingDown: this.host.shuttingDown };
+    const outcome = handleOption(this.hs, env, frame.option, frame.data);
+    for (const r of outcome.replies) this.send(r);
+    if (outcome.next === 'close') this.end();
+    else if (outcome.next === 'transmission') this.startTransmission(outcome);
+  }
+
+  private startTransmission(outcome: Extract<OptionOutcome, { next: 'transmission' }>): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.phase = 'transmission';
+    const exp = outcome.export;
+    this.reader.startTransmission(this.hs.extended, exp.device.blockSizes.maximum);
+    const host = this.host;
+    this.ctx = {
+      exp,
+      flags: transmissionFlags(exp, this.hs.structured),
+      extended: this.hs.extended,
+      contextId: outcome.contextId,
+      get shuttingDown() { return host.shuttingDown; },
+    };
+    this.replies = new ReplyWriter((b) => this.send(b), this.hs.structured, this.hs.extended);
+  }
+
+  private onRequest(req: NbdRequest, payload: Buffer | null, payloadDropped: boolean): void {
+    const ctx = this.ctx as TransmissionContext;
+    this.host.stats.requests++;
+    if (req.type === CMD_DISC) {
+      // No reply: stop reading, let what is in flight finish, then close.
+      this.phase = 'closing';
+      this.endIfIdle();
+      return;
+    }
+    const rejection = validateRequest(ctx, req, payloadDropped);
+    if (rejection) return (this.replies as ReplyWriter).error(req, rejection.errno, rejection.message);
+    void this.serve(ctx, req, payload);
+  }
+
+  /** Dispatches one valid request and replies; never rejects. */
+  private async serve(ctx: TransmissionContext, req: NbdRequest, payload: Buffer | null): Promise<void> {
+    const replies = this.replies as ReplyWriter;
+    const isRead = req.type === CMD_READ;
+    const cost = isRead ? req.length : payload ? payload.length : 0;
+    this.noteStart(cost);
+    const buf = isRead ? Buffer.allocUnsafe(replies.readPrefix + req.length) : null;
+    try {
+      const extents = await dispatchRequest(ctx.exp.device, req, payload, buf && buf.subarray(replies.readPrefix));
+      if (buf) replies.read(req, buf);
+      else if (extents) replies.blockStatus(req, ctx.contextId, extents);
+      else replies.ok(req);
+    } catch (err) {
+      replies.error(req, toNbdErrno(err), (err as Error)?.message ?? String(err));
+    } finally {
+      this.inflight--;
+      this.inflightBytes -= cost;
+      this.afterRequest();
+    }
+  }
+
+  private noteStart(cost: number): void {
+    this.inflight++;
+    this.inflightBytes += cost;
+    const stats = this.host.stats;
+    if (this.inflight > stats.peakInflightRequests) stats.peakInflightRequests = this.inflight;
+    if (this.inflightBytes > stats.peakInflightBytes) stats.peakInflightBytes = this.inflightBytes;
+  }
+
+  private afterRequest(): void {
+    if (this.phase === 'closing' || this.host.shuttingDown) this.endIfIdle();
+    else if (this.paused) this.pump();
+  }
+
+  private endIfIdle(): void {
+    if (this.inflight === 0) this.end();
+  }
+
+  /** Flushes what was sent, then closes; destroys a client that does not close in time. */
+  private end(): void {
+    this.phase = 'closing';
+    if (this.closed) return;
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), LINGER_MS).unref();
+  }
+
+  /** Writes one message; replies finishing in the same tick go out in one writev. */
+  private send(b: Buffer): void {
+    if (this.closed || this.socket.writableEnded) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(b);
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    this.phase = 'closing';
+    if (this.timer) clearTimeout(this.timer);
+    this.host.sessionClosed(this);
+  }
+}
