@@ -85,6 +85,7 @@ export const migrations: Migration[] = [
         PRIMARY KEY (array_name, region)
       ) WITHOUT ROWID;
       CREATE INDEX region_leases_holder ON region_leases (holder) WHERE holder IS NOT NULL;
+      CREATE INDEX region_leases_wanted ON region_leases (holder) WHERE wanted_by IS NOT NULL;
 
       CREATE TABLE resync_regions (
         array_name TEXT NOT NULL,

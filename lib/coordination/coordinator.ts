@@ -1,0 +1,170 @@
+// One controller process's view of the coordination object: registration and liveness,
+// heartbeat and reaping of dead peers, partition work, completion actions and region leases,
+// all driven by one data_version watcher.
+import type { Database } from 'better-sqlite3';
+import { ArrayRegistry } from './arrays.js';
+import { ChangeWatcher } from './change-watcher.js';
+import type { ClaimPolicy } from './claim-policy.js';
+import { CompletionRunner, type CompletionAction } from './completion.js';
+import { ControllerRegistry, type ControllerRecord } from './controllers.js';
+import { openDatabase } from './db.js';
+import { EventLog } from './events.js';
+import { LeaseCache, type LeaseCacheOptions } from './lease-cache.js';
+import { LeaseStore } from './leases.js';
+import { PartitionWork, type ClaimFilter, type Claimed, type PartitionRef } from './partitions.js';
+import { TERMINAL_TASK_STATES, type PartitionState, type TaskRecord, type TaskState } from './records.js';
+import { TaskStore, type NewTask } from './tasks.js';
+
+export interface CoordinatorOptions {
+  /** Where clients reach this controller (shown by `nbdraid controllers`). */
+  address?: string;
+  /** data_version polling period: bounds how soon others' changes are seen (ms). */
+  tickMs?: number;
+  /** Period of heartbeat and dead-peer reaping (ms). */
+  reapMs?: number;
+  /** Events kept when pruning the journal. */
+  eventsKeep?: number;
+  onError?: (err: Error) => void;
+}
+
+export class Coordinator {
+  readonly controllers: ControllerRegistry;
+  readonly arrays: ArrayRegistry;
+  readonly tasks: TaskStore;
+  readonly work: PartitionWork;
+  readonly completions: CompletionRunner;
+  readonly events: EventLog;
+  readonly watcher: ChangeWatcher;
+  readonly self: ControllerRecord;
+  private readonly caches = new Map<string, LeaseCache>();
+  private readonly timer: NodeJS.Timeout;
+  private readonly stopWatching: () => void;
+  private readonly onError: (err: Error) => void;
+  private beats = 0;
+  private closed = false;
+
+  private constructor(readonly db: Database, readonly stateDir: string, private readonly opts: CoordinatorOptions) {
+    this.onError = opts.onError ?? ((err) => process.stderr.write(`nbdraid coordination: ${err.message}\n`));
+    this.controllers = new ControllerRegistry(db, stateDir);
+    this.self = this.controllers.register({ address: opts.address });
+    const who = { controller: this.self.id };
+    this.arrays = new ArrayRegistry(db, who);
+    this.tasks = new TaskStore(db, who);
+    this.work = new PartitionWork(db, this.self.id);
+    this.completions = new CompletionRunner(db, this.self.id);
+    this.events = new EventLog(db);
+    this.watcher = new ChangeWatcher(db, opts.tickMs ?? 10);
+    this.stopWatching = this.watcher.subscribe(() => this.checkCompletions());
+    this.timer = setInterval(() => this.housekeeping(), opts.reapMs ?? 250);
+  }
+
+  /** Opens the state directory's database and registers this process as a live controller. */
+  static open(stateDir: string, opts: CoordinatorOptions = {}): Coordinator {
+    return new Coordinator(openDatabase(stateDir), stateDir, opts);
+  }
+
+  get id(): number {
+    return this.self.id;
+  }
+
+  /** Creates a task initiated by this controller; its completion action runs here. */
+  createTask(t: Omit<NewTask, 'initiator'>): TaskRecord {
+    const task = this.tasks.create({ ...t, initiator: this.id });
+    this.watcher.notify();
+    return task;
+  }
+
+  onCompletion(kind: string, action: CompletionAction): void {
+    this.completions.on(kind, action);
+  }
+
+  setPolicy(kind: string, policy: ClaimPolicy): void {
+    this.work.setPolicy(kind, policy);
+  }
+
+  claim(filter?: ClaimFilter): Claimed | undefined {
+    return this.work.claim(filter);
+  }
+
+  checkpoint(ref: PartitionRef, checkpoint: unknown, bytesDelta = 0): TaskState {
+    return this.work.checkpoint(ref, checkpoint, bytesDelta);
+  }
+
+  complete(ref: PartitionRef, bytesDelta = 0): boolean {
+    const last = this.work.complete(ref, bytesDelta);
+    if (last) this.checkCompletions();
+    return last;
+  }
+
+  fail(ref: PartitionRef, reason: string): PartitionState {
+    return this.work.fail(ref, reason);
+  }
+
+  release(ref: PartitionRef): void {
+    this.work.release(ref);
+  }
+
+  /** The lease cache of one array (one per array and process). */
+  leases(arrayName: string, opts?: LeaseCacheOptions): LeaseCache {
+    let cache = this.caches.get(arrayName);
+    if (!cache) {
+      cache = new LeaseCache(new LeaseStore(this.db, this.id, arrayName), this.controllers, this.id, this.watcher, opts);
+      this.caches.set(arrayName, cache);
+    }
+    return cache;
+  }
+
+  /** Read and resync access to an array's leases (not the I/O path). */
+  leaseStore(arrayName: string): LeaseStore {
+    return new LeaseStore(this.db, this.id, arrayName);
+  }
+
+  /** Resolves at the next change made by another process (or ours), or after `timeoutMs`. */
+  waitForChange(timeoutMs = 1000): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(t);
+        stop();
+        resolve();
+      };
+      const stop = this.watcher.subscribe(done);
+      const t = setTimeout(done, timeoutMs);
+    });
+  }
+
+  /** Resolves with the task once it is DONE, FAILED or CANCELLED. */
+  async waitForTask(id: number): Promise<TaskRecord> {
+    for (;;) {
+      const t = this.tasks.require(id);
+      if (TERMINAL_TASK_STATES.includes(t.state)) return t;
+      await this.waitForChange();
+    }
+  }
+
+  /** Ends this controller cleanly: leases given back, partitions returned READY, lock dropped. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    this.stopWatching();
+    for (const cache of this.caches.values()) cache.close();
+    this.watcher.close();
+    this.controllers.stop(this.id);
+    this.db.close();
+  }
+
+  private checkCompletions(): void {
+    if (this.closed) return;
+    this.completions.check().catch((err: unknown) => this.onError(err as Error));
+  }
+
+  private housekeeping(): void {
+    try {
+      this.controllers.heartbeat(this.id);
+      if (this.controllers.reapDead(this.id).length > 0) this.checkCompletions();
+      if (++this.beats % 200 === 0) this.events.prune(this.opts.eventsKeep ?? 100_000);
+    } catch (err) {
+      this.onError(err as Error);
+    }
+  }
+}
