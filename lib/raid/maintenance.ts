@@ -1,0 +1,111 @@
+// Background primitives for rebuild, check and repair, built on the volume's member access and
+// stripe locks (never the region gate: the caller holds the leases of its partition).
+// A member's chunk range of consecutive stripes is contiguous on the member, and in every stripe
+// the XOR of all members is zero; so rebuild and check work member-wise, whatever the layout.
+import { NbdraidError } from '../errors.js';
+import { isZero, xorInto } from './parity.js';
+import { reconstruct, settle as all } from './stripe-ops.js';
+import type { RaidVolume } from './volume.js';
+
+function checkStripeNo(vol: RaidVolume, first: number, count = 1): void {
+  if (!Number.isInteger(first) || first < 0 || count < 1 || first + count > vol.g.stripes) {
+    throw new NbdraidError('EINVAL', `array ${vol.name}`, `stripes [${first}, ${first + count}) outside 0..${vol.g.stripes}`);
+  }
+}
+
+/** Every slot's chunk of `stripe`, null for a slot not usable there. */
+export async function readStripeRaw(vol: RaidVolume, stripe: number): Promise<(Buffer | null)[]> {
+  checkStripeNo(vol, stripe);
+  return vol.locks.with(stripe, async () => {
+    const out = vol.slots.map((s) => (s.device && s.usable(stripe) ? Buffer.allocUnsafeSlow(vol.g.chunk) : null));
+    const rs = await Promise.allSettled(out.map((b, i) => (b ? vol.memberRead(i, vol.g.memberByte(stripe, 0), b) : Promise.resolve())));
+    return out.map((b, i) => (rs[i].status === 'fulfilled' ? b : null));
+  });
+}
+
+/** `slot`'s chunk of `stripe` computed from the other members. */
+export async function reconstructChunk(vol: RaidVolume, stripe: number, slot: number): Promise<Buffer> {
+  checkStripeNo(vol, stripe);
+  return vol.locks.with(stripe, async () => {
+    const out = Buffer.allocUnsafeSlow(vol.g.chunk);
+    await reconstruct(vol, stripe, slot, 0, out);
+    return out;
+  });
+}
+
+export async function writeMemberChunk(vol: RaidVolume, slot: number, stripe: number, data: Buffer): Promise<void> {
+  checkStripeNo(vol, stripe);
+  if (data.length !== vol.g.chunk) throw new NbdraidError('EINVAL', `array ${vol.name}`, `chunk data must be ${vol.g.chunk} bytes`);
+  await vol.locks.with(stripe, () => vol.memberWrite(slot, vol.g.memberByte(stripe, 0), data, false));
+}
+
+/** True when the stripe's parity does not match its data. Needs every member. */
+export async function checkStripe(vol: RaidVolume, stripe: number): Promise<boolean> {
+  return (await checkStripes(vol, stripe, 1)).length > 0;
+}
+
+/** The stripes of [first, first + count) whose parity does not match. */
+export async function checkStripes(vol: RaidVolume, first: number, count: number): Promise<number[]> {
+  checkStripeNo(vol, first, count);
+  requireOptimal(vol, 'check');
+  const c = vol.g.chunk;
+  await vol.locks.acquireRange(first, count);
+  try {
+    const bufs = vol.slots.map(() => Buffer.allocUnsafeSlow(c * count));
+    await all(bufs.map((b, i) => vol.memberRead(i, vol.g.memberByte(first, 0), b)));
+    for (let i = 1; i < bufs.length; i++) xorInto(bufs[0], bufs[i]);
+    const bad: number[] = [];
+    for (let k = 0; k < count; k++) if (!isZero(bufs[0].subarray(k * c, (k + 1) * c))) bad.push(first + k);
+    return bad;
+  } finally {
+    vol.locks.releaseRange(first, count);
+  }
+}
+
+/** Rewrites the parity of `stripe` from its data; true when it was wrong. */
+export async function repairStripe(vol: RaidVolume, stripe: number): Promise<boolean> {
+  checkStripeNo(vol, stripe);
+  requireOptimal(vol, 'repair');
+  const g = vol.g;
+  return vol.locks.with(stripe, async () => {
+    const data = Array.from({ length: g.dataMembers }, () => Buffer.allocUnsafeSlow(g.chunk));
+    const old = Buffer.allocUnsafeSlow(g.chunk);
+    const p = g.parityDisk(stripe);
+    await all([vol.memberRead(p, g.memberByte(stripe, 0), old), ...data.map((b, d) => vol.memberRead(g.dataDisk(stripe, d), g.memberByte(stripe, 0), b))]);
+    for (let d = 1; d < data.length; d++) xorInto(data[0], data[d]);
+    if (data[0].equals(old)) return false;
+    await vol.memberWrite(p, g.memberByte(stripe, 0), data[0], false);
+    return true;
+  });
+}
+
+/**
+ * Reconstructs `slot`'s chunks of [first, first + count) from the other members, writes them to
+ * the slot's device and marks them recovered, atomically under the stripe locks (so no write can
+ * slip between the reconstruction and the copy).
+ */
+export async function rebuildStripes(vol: RaidVolume, slot: number, first: number, count: number): Promise<void> {
+  checkStripeNo(vol, first, count);
+  const target = vol.slots[slot];
+  if (target?.state !== 'rebuilding') throw new NbdraidError('EINVAL', `array ${vol.name}`, `slot ${slot} is not being rebuilt`);
+  const c = vol.g.chunk;
+  await vol.locks.acquireRange(first, count);
+  try {
+    const others = vol.slots.filter((s) => s !== target);
+    if (others.some((s) => s.state !== 'active')) throw vol.state.offlineError('a second member is missing during rebuild');
+    const out = Buffer.allocUnsafeSlow(c * count);
+    const temps = others.slice(1).map(() => Buffer.allocUnsafeSlow(c * count));
+    const byte = vol.g.memberByte(first, 0);
+    await all([vol.memberRead(others[0].index, byte, out), ...temps.map((t, i) => vol.memberRead(others[i + 1].index, byte, t))]);
+    for (const t of temps) xorInto(out, t);
+    await vol.memberWrite(slot, byte, out, false);
+    target.recovered.add(first, first + count);
+  } finally {
+    vol.locks.releaseRange(first, count);
+  }
+}
+
+function requireOptimal(vol: RaidVolume, what: string): void {
+  const bad = vol.slots.find((s) => s.state !== 'active');
+  if (bad) throw new NbdraidError('EBUSY', `array ${vol.name}`, `cannot ${what} while slot ${bad.index} is ${bad.state}; rebuild first`);
+}

@@ -1,0 +1,114 @@
+// Members on the host: regular files (created sparse on request) and block devices, opened with an
+// flock on a separate descriptor so the lock mode (exclusive for one server, shared for a cluster of
+// controllers) is independent of how the data is accessed. Closing the member drops the lock.
+import fs from 'node:fs';
+import fsExt from 'fs-ext';
+import { NbdraidError, asNbdraidError } from '../errors.js';
+import { FileDevice } from '../transport/file-device.js';
+
+export type LockMode = 'exclusive' | 'shared' | 'none';
+
+export interface MemberHandle {
+  path: string;
+  device: FileDevice;
+  close(): Promise<void>;
+}
+
+export interface OpenMemberOptions {
+  readOnly?: boolean;
+  lock?: LockMode;
+}
+
+/** Opens a member and takes its flock (default exclusive); EBUSY when another process holds it. */
+export async function openMember(path: string, opts: OpenMemberOptions = {}): Promise<MemberHandle> {
+  const lock = opts.lock ?? 'exclusive';
+  const lockFd = lock === 'none' ? -1 : takeLock(path, lock);
+  let device: FileDevice;
+  try {
+    device = await FileDevice.open(path, { readOnly: opts.readOnly });
+  } catch (err) {
+    if (lockFd >= 0) fs.closeSync(lockFd);
+    throw err;
+  }
+  return {
+    path, device,
+    async close() {
+      await device.close();
+      if (lockFd >= 0) fs.closeSync(lockFd);
+    },
+  };
+}
+
+/** Opens members in order; on any failure closes those already open and rethrows. */
+export async function openMembers(paths: string[], opts: OpenMemberOptions = {}): Promise<MemberHandle[]> {
+  const out: MemberHandle[] = [];
+  try {
+    for (const p of paths) out.push(await openMember(p, opts));
+    return out;
+  } catch (err) {
+    await closeMembers(out);
+    throw err;
+  }
+}
+
+export async function closeMembers(handles: MemberHandle[]): Promise<void> {
+  await Promise.allSettled(handles.map((h) => h.close()));
+}
+
+/** True when some process holds a lock on the member (a server has it open). */
+export function memberInUse(path: string): boolean {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, 'r');
+  } catch {
+    return false;
+  }
+  try {
+    fsExt.flockSync(fd, 'exnb');
+    return false;
+  } catch {
+    return true;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Creates a sparse member file of `size` bytes when `path` does not exist; returns whether it did. */
+export function createSparseMember(path: string, size: number): boolean {
+  if (fs.existsSync(path)) return false;
+  try {
+    const fd = fs.openSync(path, 'wx', 0o600);
+    try {
+      fs.ftruncateSync(fd, size);
+    } finally {
+      fs.closeSync(fd);
+    }
+    return true;
+  } catch (err) {
+    throw asNbdraidError(err, `create ${path}`);
+  }
+}
+
+function takeLock(path: string, mode: 'exclusive' | 'shared'): number {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, 'r');
+  } catch (err) {
+    const e = asNbdraidError(err, `open ${path}`);
+    if (e.code === 'ENOENT') {
+      throw new NbdraidError('ENOENT', `open ${path}`, 'no such member; check the path (create passes --size to create member files)');
+    }
+    throw e;
+  }
+  try {
+    fsExt.flockSync(fd, mode === 'exclusive' ? 'exnb' : 'shnb');
+    return fd;
+  } catch (err) {
+    fs.closeSync(fd);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EWOULDBLOCK' || code === 'EAGAIN') {
+      throw new NbdraidError('EBUSY', `open ${path}`, 'member is in use by another nbdraid process (stop the server first)');
+    }
+    throw asNbdraidError(err, `lock ${path}`);
+  }
+}

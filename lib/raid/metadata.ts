@@ -1,0 +1,118 @@
+// ArrayMetadata: the in-memory truth of an assembled array's superblocks, and the one place that
+// writes them. Invariant: every state change (failure, removal, dirty/clean, recovery progress)
+// goes through commit(), which bumps `events` and writes the superblock to every live member.
+import { randomBytes } from 'node:crypto';
+import { NbdraidError } from '../errors.js';
+import type { BlockDevice } from '../transport/block-device.js';
+import { Geometry, layoutName } from './geometry.js';
+import {
+  FEATURE_RECOVERY_OFFSET, MAX_SECTOR, ROLE_FAULTY, ROLE_SPARE, SB_OFFSET, SB_OFFSET_SECTORS,
+  type Superblock, decodeSuperblock, encodeSuperblock,
+} from './superblock.js';
+
+export interface ArrayInfo {
+  uuid: Buffer;
+  name: string;
+  /** Creation time, seconds. */
+  ctime: number;
+  /** md raid5 algorithm 0..3. */
+  layout: number;
+  chunkSectors: number;
+  raidDisks: number;
+  /** Used data sectors per member. */
+  sizeSectors: number;
+  dataOffsetSectors: number;
+}
+
+export interface MemberDisk {
+  /** Permanent index into dev_roles. */
+  devNumber: number;
+  deviceUuid: Buffer;
+  /** Slot, ROLE_SPARE or ROLE_FAULTY. */
+  role: number;
+  /** The open member, or null when absent (its superblock cannot be written). */
+  device: BlockDevice | null;
+  path?: string;
+  /** Sectors of the member usable for data (device size - data offset). */
+  dataSize: number;
+  /** Set while the member is being rebuilt: sectors from data_offset already recovered. */
+  recoveryOffset?: number;
+}
+
+export class ArrayMetadata {
+  constructor(
+    readonly info: ArrayInfo,
+    readonly disks: MemberDisk[],
+    public events: number,
+    public clean: boolean,
+  ) {}
+
+  geometry(): Geometry {
+    return new Geometry({
+      members: this.info.raidDisks,
+      chunk: this.info.chunkSectors * 512,
+      layout: layoutName(this.info.layout),
+      dataOffset: this.info.dataOffsetSectors * 512,
+      stripes: Math.floor(this.info.sizeSectors / this.info.chunkSectors),
+    });
+  }
+
+  /** The disk in `slot` (active or rebuilding), if any. */
+  diskInSlot(slot: number): MemberDisk | undefined {
+    return this.disks.find((d) => d.role === slot);
+  }
+
+  superblockFor(disk: MemberDisk, now = Math.floor(Date.now() / 1000)): Superblock {
+    const maxDev = Math.max(this.info.raidDisks, ...this.disks.map((d) => d.devNumber + 1));
+    const devRoles = new Array<number>(maxDev).fill(ROLE_SPARE);
+    for (const d of this.disks) devRoles[d.devNumber] = d.role;
+    const recovering = disk.recoveryOffset !== undefined && disk.role < ROLE_FAULTY;
+    return {
+      featureMap: recovering ? FEATURE_RECOVERY_OFFSET : 0,
+      setUuid: this.info.uuid, name: this.info.name, ctime: this.info.ctime,
+      level: 5, layout: this.info.layout, size: this.info.sizeSectors, chunkSectors: this.info.chunkSectors,
+      raidDisks: this.info.raidDisks, dataOffset: this.info.dataOffsetSectors, dataSize: disk.dataSize,
+      superOffset: SB_OFFSET_SECTORS, recoveryOffset: recovering ? disk.recoveryOffset ?? 0 : 0,
+      devNumber: disk.devNumber, deviceUuid: disk.deviceUuid, utime: now, events: this.events,
+      resyncOffset: this.clean ? MAX_SECTOR : 0n, devRoles,
+    };
+  }
+
+  /**
+   * Bumps events and writes (and syncs) the superblock of every member that has a device and is
+   * not faulty. Returns the disks whose write failed; the caller decides what that means.
+   */
+  async commit(): Promise<MemberDisk[]> {
+    this.events++;
+    const live = this.disks.filter((d) => d.device && d.role !== ROLE_FAULTY);
+    const results = await Promise.allSettled(live.map((d) => writeSuperblock(d.device as BlockDevice, this.superblockFor(d))));
+    return live.filter((_, i) => results[i].status === 'rejected');
+  }
+}
+
+export async function writeSuperblock(device: BlockDevice, sb: Superblock): Promise<void> {
+  await device.write(SB_OFFSET, encodeSuperblock(sb));
+  await device.flush();
+}
+
+/** Reads and validates the superblock of a member. */
+export async function readSuperblock(device: BlockDevice, ctx: string): Promise<Superblock> {
+  if (device.size < SB_OFFSET + 4096) throw new NbdraidError('EINVAL', ctx, 'too small to hold an md superblock');
+  const buf = Buffer.alloc(4096);
+  await device.read(SB_OFFSET, buf);
+  return decodeSuperblock(buf, ctx);
+}
+
+/** The superblock of a member, or undefined when it has none (any decode failure). */
+export async function probeSuperblock(device: BlockDevice, ctx: string): Promise<Superblock | undefined> {
+  try {
+    return await readSuperblock(device, ctx);
+  } catch (err) {
+    if (err instanceof NbdraidError && err.code === 'EINVAL') return undefined;
+    throw err;
+  }
+}
+
+export function newUuid(): Buffer {
+  return randomBytes(16);
+}

@@ -1,0 +1,173 @@
+// The volume's state machine: member failures, offline, dirty/clean superblocks, flush and close.
+// Superblock commits run one after another (a chain); a write is acknowledged only after every
+// commit started before it finished, so no acknowledged write depends on a member the superblocks
+// still call in sync.
+import { NbdraidError } from '../errors.js';
+import { ROLE_FAULTY } from './superblock.js';
+import type { Slot } from './slots.js';
+import type { RaidVolume, RaidVolumeOptions } from './volume.js';
+
+export class VolumeState {
+  /** Slots not fully in sync (missing, faulty, rebuilding); cached for the hot path. */
+  degradedSlots: Slot[] = [];
+  /** Slots written since the last flush. */
+  readonly unflushed = new Set<number>();
+  offlineReason: string | undefined;
+  private chain: Promise<void> = Promise.resolve();
+  private dirtying: Promise<void> | undefined;
+  private writesInFlight = 0;
+  private cleanTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly vol: RaidVolume, private readonly opts: RaidVolumeOptions) {
+    this.refresh();
+  }
+
+  refresh(): void {
+    this.degradedSlots = this.vol.slots.filter((s) => s.degraded);
+  }
+
+  /** Throws when the volume cannot serve requests. */
+  check(): void {
+    if (this.closed) throw new NbdraidError('ESHUTDOWN', `array ${this.vol.name}`, 'the volume is closed');
+    if (this.offlineReason !== undefined) throw this.offlineError(this.offlineReason);
+  }
+
+  offlineError(reason: string): NbdraidError {
+    this.goOffline(reason);
+    return new NbdraidError('EIO', `array ${this.vol.name}`, `offline: ${this.offlineReason}`);
+  }
+
+  /** Runs a write request: superblocks dirty first; acknowledged only after pending commits. */
+  async writing(fn: () => Promise<void>): Promise<void> {
+    this.check();
+    this.writesInFlight++;
+    clearTimeout(this.cleanTimer);
+    try {
+      await this.ensureDirty();
+      await fn();
+      await this.chain;
+      this.check(); // offline meanwhile: the write may be half done; never acknowledge it
+    } finally {
+      if (--this.writesInFlight === 0) this.scheduleClean();
+    }
+  }
+
+  /** Schedules a superblock commit after those already queued and waits for it. */
+  commit(): Promise<void> {
+    const run = async () => {
+      const failed = await this.vol.meta.commit();
+      if (failed.length > 0) this.goOffline(`superblock update failed on ${failed.map((d) => d.path ?? `device ${d.devNumber}`).join(', ')}`);
+    };
+    this.chain = this.chain.then(run, run);
+    return this.chain;
+  }
+
+  /** A member returned an error: fail it, or go offline when it is the second. */
+  async memberFailed(slot: number, reason: string): Promise<void> {
+    const s = this.vol.slots[slot];
+    if (s.state === 'faulty' || s.state === 'missing') {
+      await this.chain;
+      this.check();
+      return;
+    }
+    const other = this.degradedSlots.find((x) => x !== s);
+    if (other) throw this.offlineError(`member ${slot} failed (${reason}) while slot ${other.index} is ${other.state}`);
+    await this.markFaulty(s, reason);
+    this.check();
+  }
+
+  async failMember(slot: number, reason: string, force: boolean): Promise<void> {
+    this.check();
+    const s = this.vol.slots[slot];
+    if (!s) throw new NbdraidError('EINVAL', `array ${this.vol.name}`, `no slot ${slot}; slots are 0..${this.vol.slots.length - 1}`);
+    if (s.state === 'faulty' || s.state === 'missing') return;
+    const other = this.degradedSlots.find((x) => x !== s);
+    if (other && !force) {
+      throw new NbdraidError('EBUSY', `array ${this.vol.name}`, `failing slot ${slot} would take the array offline (slot ${other.index} is ${other.state}); pass --force to do it anyway`);
+    }
+    if (other) throw this.offlineError(`member ${slot} failed by request (${reason}) while slot ${other.index} is ${other.state}`);
+    await this.markFaulty(s, reason);
+  }
+
+  private async markFaulty(s: Slot, reason: string): Promise<void> {
+    s.state = 'faulty';
+    this.refresh();
+    const disk = this.vol.meta.diskInSlot(s.index);
+    if (disk) {
+      disk.role = ROLE_FAULTY;
+      disk.recoveryOffset = undefined;
+    }
+    this.log(`array ${this.vol.name}: member ${s.index}${disk?.path ? ` (${disk.path})` : ''} marked faulty: ${reason}; running degraded`);
+    this.vol.emit('member-failed', s.index, reason);
+    this.opts.onMemberFailed?.(s.index, reason);
+    await this.commit();
+  }
+
+  private goOffline(reason: string): void {
+    if (this.offlineReason !== undefined) return;
+    this.offlineReason = reason;
+    this.log(`array ${this.vol.name}: OFFLINE: ${reason}; every request now fails with EIO (re-assemble after replacing members)`);
+    this.vol.emit('offline', reason);
+  }
+
+  private async ensureDirty(): Promise<void> {
+    if (this.opts.trackClean === false) return;
+    if (!this.vol.meta.clean && !this.dirtying) return;
+    if (!this.dirtying) {
+      this.vol.meta.clean = false;
+      this.dirtying = this.commit();
+    }
+    await this.dirtying;
+  }
+
+  private scheduleClean(): void {
+    if (this.opts.trackClean === false || this.closed || this.vol.meta.clean) return;
+    this.cleanTimer = setTimeout(() => void this.markClean().catch(() => undefined), this.opts.cleanDelayMs ?? 1000);
+    this.cleanTimer.unref();
+  }
+
+  /** Idle: make every write durable, then record the array clean. */
+  private async markClean(): Promise<void> {
+    if (this.writesInFlight > 0 || this.offlineReason !== undefined || this.vol.meta.clean) return;
+    await this.flush();
+    if (this.writesInFlight > 0 || this.vol.meta.clean) return;
+    this.vol.meta.clean = true;
+    this.dirtying = undefined;
+    await this.commit();
+  }
+
+  /** fdatasync every member written since the last flush; a member that fails it is failed. */
+  async flush(): Promise<void> {
+    this.check();
+    const slots = [...this.unflushed];
+    this.unflushed.clear();
+    const rs = await Promise.allSettled(slots.map((s) => this.vol.slots[s].device?.flush()));
+    for (const [i, r] of rs.entries()) {
+      if (r.status === 'rejected') await this.memberFailed(slots[i], `flush failed: ${(r.reason as Error)?.message}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    clearTimeout(this.cleanTimer);
+    try {
+      if (this.offlineReason === undefined) {
+        await this.flush();
+        if (this.opts.trackClean !== false && !this.vol.meta.clean) {
+          this.vol.meta.clean = true;
+          await this.commit();
+        }
+      }
+      await this.chain;
+    } finally {
+      this.closed = true;
+      await Promise.allSettled(this.vol.slots.map((s) => s.device?.close()));
+      await this.opts.onClose?.();
+    }
+  }
+
+  private log(line: string): void {
+    (this.opts.log ?? ((l: string) => process.stderr.write(`nbdraid: ${l}\n`)))(line);
+  }
+}
