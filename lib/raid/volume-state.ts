@@ -3,8 +3,10 @@
 // commit started before it finished, so no acknowledged write depends on a member the superblocks
 // still call in sync.
 import { NbdraidError } from '../errors.js';
+import type { BlockDevice } from '../transport/block-device.js';
+import { newUuid } from './metadata.js';
 import { ROLE_FAULTY } from './superblock.js';
-import type { Slot } from './slots.js';
+import { RangeSet, type Slot } from './slots.js';
 import type { RaidVolume, RaidVolumeOptions } from './volume.js';
 
 export class VolumeState {
@@ -88,6 +90,54 @@ export class VolumeState {
     }
     if (other) throw this.offlineError(`member ${slot} failed by request (${reason}) while slot ${other.index} is ${other.state}`);
     await this.markFaulty(s, reason);
+  }
+
+  /** Puts `device` into a faulty or missing slot as a member being rebuilt (nothing recovered yet). */
+  async addRebuildMember(slot: number, device: BlockDevice, opts: { path?: string; deviceUuid?: Buffer }): Promise<void> {
+    this.check();
+    const s = this.vol.slots[slot];
+    if (!s || (s.state !== 'faulty' && s.state !== 'missing')) {
+      throw new NbdraidError('EBUSY', `array ${this.vol.name}`, `slot ${slot} is ${s?.state ?? 'not a slot'}; only a faulty or missing slot can be rebuilt`);
+    }
+    const meta = this.vol.meta;
+    const devNumber = Math.max(-1, ...meta.disks.map((d) => d.devNumber)) + 1;
+    for (const d of meta.disks) if (d.role === slot) d.role = ROLE_FAULTY; // the member it replaces
+    meta.disks.push({
+      devNumber, deviceUuid: opts.deviceUuid ?? newUuid(), role: slot, device, path: opts.path,
+      dataSize: Math.floor((device.size - this.vol.g.dataOffset) / 512), recoveryOffset: 0,
+    });
+    s.device = device;
+    s.recovered = new RangeSet();
+    s.state = 'rebuilding';
+    this.refresh();
+    await this.commit();
+  }
+
+  /** Records the recovered prefix of a rebuilding slot in its superblock (md's recovery_offset). */
+  async checkpointRecovery(slot: number): Promise<void> {
+    const s = this.rebuilding(slot);
+    const disk = this.vol.meta.diskInSlot(slot);
+    if (disk) disk.recoveryOffset = s.recovered.prefix() * (this.vol.g.chunk / 512);
+    await this.commit();
+  }
+
+  /** The rebuilt member joins the array as in sync: every stripe must be recovered. */
+  async finishRebuild(slot: number): Promise<void> {
+    const s = this.rebuilding(slot);
+    const left = this.vol.g.stripes - s.recovered.covered(this.vol.g.stripes);
+    if (left > 0) throw new NbdraidError('EBUSY', `array ${this.vol.name}`, `slot ${slot} still has ${left} stripes to rebuild`);
+    s.state = 'active';
+    this.refresh();
+    const disk = this.vol.meta.diskInSlot(slot);
+    if (disk) disk.recoveryOffset = undefined;
+    this.log(`array ${this.vol.name}: member ${slot} rebuilt and in sync`);
+    await this.commit();
+  }
+
+  private rebuilding(slot: number): Slot {
+    const s = this.vol.slots[slot];
+    if (s?.state !== 'rebuilding') throw new NbdraidError('EINVAL', `array ${this.vol.name}`, `slot ${slot} is not being rebuilt`);
+    return s;
   }
 
   private async markFaulty(s: Slot, reason: string): Promise<void> {

@@ -159,6 +159,19 @@ export class RaidVolume extends EventEmitter implements BlockDevice, StripeEnv {
     await this.state.failMember(slot, reason, opts.force ?? false);
   }
 
+  /** Starts a rebuild: `device` takes the faulty or missing `slot`; nothing counts as recovered yet. */
+  async addRebuildMember(slot: number, device: BlockDevice, opts: { path?: string; deviceUuid?: Buffer } = {}): Promise<void> {
+    await this.state.addRebuildMember(slot, device, opts);
+  }
+
+  /** Marks stripes of a rebuilding slot recovered (e.g. done by another controller). */
+  markRecovered(slot: number, first: number, count: number): void {
+    this.slots[slot].recovered.add(first, first + count);
+  }
+
+  checkpointRecovery(slot: number): Promise<void> { return this.state.checkpointRecovery(slot); }
+  finishRebuild(slot: number): Promise<void> { return this.state.finishRebuild(slot); }
+
   get offline(): boolean {
     return this.state.offlineReason !== undefined;
   }

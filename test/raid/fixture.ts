@@ -1,0 +1,37 @@
+// Volumes over MemoryDevices for the raid tests, and a flat reference buffer to compare against.
+import { MemoryDevice } from '../../lib/transport/memory-device.js';
+import type { BlockDevice } from '../../lib/transport/block-device.js';
+import { createArray } from '../../lib/raid/create.js';
+import type { LayoutName } from '../../lib/raid/geometry.js';
+import { ArrayMetadata } from '../../lib/raid/metadata.js';
+import { RaidVolume, type RaidVolumeOptions } from '../../lib/raid/volume.js';
+
+export const DATA_OFFSET = 8192;
+
+export interface Fixture {
+  meta: ArrayMetadata;
+  devices: BlockDevice[];
+}
+
+export async function memoryArray(n: number, chunk: number, layout: LayoutName, stripes: number,
+  wrap: (d: MemoryDevice, i: number) => BlockDevice = (d) => d): Promise<Fixture> {
+  const devices = Array.from({ length: n }, (_, i) => wrap(new MemoryDevice(DATA_OFFSET + stripes * chunk), i));
+  const meta = await createArray(devices.map((device) => ({ device })), { name: 'prop', chunk, layout, dataOffset: DATA_OFFSET });
+  return { meta, devices };
+}
+
+/** A second view of the same members with `slot` left out (as if it were missing). */
+export function withoutSlot(meta: ArrayMetadata, slot: number): ArrayMetadata {
+  return new ArrayMetadata(meta.info, meta.disks.map((d) => (d.role === slot ? { ...d, device: null } : { ...d })), meta.events, meta.clean);
+}
+
+export function quietVolume(meta: ArrayMetadata, opts: RaidVolumeOptions = {}): RaidVolume {
+  const lines: string[] = [];
+  return new RaidVolume(meta, { log: (l) => lines.push(l), cleanDelayMs: 20, ...opts });
+}
+
+export async function readAll(vol: BlockDevice): Promise<Buffer> {
+  const out = Buffer.alloc(vol.size);
+  await vol.read(0, out);
+  return out;
+}
