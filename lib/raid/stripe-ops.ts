@@ -7,7 +7,9 @@
 // Failure rule: an error in the read phase throws MemberError before anything is written (the
 // caller fails that member and retries). In the write phase every write is attempted and the
 // failed slots are returned: the parity was computed for the complete new stripe, so the survivors
-// of any single failure are consistent.
+// of any single failure are consistent. In a stripe that was already degraded a failed write is a
+// second failure: a partial write is then rolled back (old data and parity rewritten), so the
+// missing member's data, which the request never covered, still reconstructs.
 import type { Geometry } from './geometry.js';
 import { xorInto } from './parity.js';
 
@@ -30,7 +32,9 @@ export interface StripeEnv {
 /** The part of a request inside one data chunk: [lo, hi) of chunk `d` held by `disk`. */
 export interface Piece { d: number; disk: number; lo: number; hi: number; data: Buffer }
 
-interface ParityUpdate { lo: number; buf: Buffer }
+interface MemberWrite { slot: number; lo: number; buf: Buffer }
+/** New parity of [lo, lo + buf.length); in a degraded stripe also what to write back on failure. */
+interface ParityUpdate { lo: number; buf: Buffer; undo?: MemberWrite[] }
 
 export function pieces(g: Geometry, stripe: number, start: number, data: Buffer): Piece[] {
   const out: Piece[] = [];
@@ -71,13 +75,19 @@ export async function writeStripe(env: StripeEnv, stripe: number, start: number,
   const miss = env.missingSlot(stripe);
   const parityDisk = g.parityDisk(stripe);
   const ps = pieces(g, stripe, start, data);
-  const writes = ps.filter((p) => p.disk !== miss).map((p) => ({ slot: p.disk, lo: p.lo, buf: p.data }));
+  const writes: MemberWrite[] = ps.filter((p) => p.disk !== miss).map((p) => ({ slot: p.disk, lo: p.lo, buf: p.data }));
+  let undo: MemberWrite[] | undefined;
   if (miss !== parityDisk) {
     const parity = data.length === g.stripeData ? fullParity(ps, g.chunk) : await partialParity(env, stripe, ps, miss);
     writes.push({ slot: parityDisk, lo: parity.lo, buf: parity.buf });
+    undo = parity.undo;
   }
-  const rs = await Promise.allSettled(writes.map((w) => env.memberWrite(w.slot, g.memberByte(stripe, w.lo), w.buf, fua)));
-  return failedSlots(rs);
+  const failed = failedSlots(await Promise.allSettled(writes.map((w) => env.memberWrite(w.slot, g.memberByte(stripe, w.lo), w.buf, fua))));
+  if (failed.length > 0 && undo) {
+    const back = undo.filter((u) => !failed.includes(u.slot));
+    await Promise.allSettled(back.map((u) => env.memberWrite(u.slot, g.memberByte(stripe, u.lo), u.buf, fua)));
+  }
+  return failed;
 }
 
 /** Zeroes a whole stripe: zero data makes zero parity, so every usable member is zeroed. */
@@ -114,12 +124,12 @@ async function partialParity(env: StripeEnv, stripe: number, ps: Piece[], miss: 
   const rmwReads = written + (hi - lo);
   const rcwReads = env.g.dataMembers * (hi - lo) - written;
   // A missing untouched data member rules out reconstruct-write (it would need that member).
-  if (miss >= 0 || rmwReads <= rcwReads) return rmwParity(env, stripe, ps, lo, hi);
+  if (miss >= 0 || rmwReads <= rcwReads) return rmwParity(env, stripe, ps, lo, hi, miss >= 0);
   return rcwParity(env, stripe, ps, lo, hi);
 }
 
 /** new parity = old parity ^ old data ^ new data, over the written ranges. */
-async function rmwParity(env: StripeEnv, stripe: number, ps: Piece[], lo: number, hi: number): Promise<ParityUpdate> {
+async function rmwParity(env: StripeEnv, stripe: number, ps: Piece[], lo: number, hi: number, keepOld: boolean): Promise<ParityUpdate> {
   const g = env.g;
   const buf = Buffer.allocUnsafeSlow(hi - lo);
   const olds = ps.map((p) => Buffer.allocUnsafeSlow(p.hi - p.lo));
@@ -127,12 +137,13 @@ async function rmwParity(env: StripeEnv, stripe: number, ps: Piece[], lo: number
     env.memberRead(g.parityDisk(stripe), g.memberByte(stripe, lo), buf),
     ...ps.map((p, i) => env.memberRead(p.disk, g.memberByte(stripe, p.lo), olds[i])),
   ]);
+  const undo = keepOld ? [{ slot: g.parityDisk(stripe), lo, buf: Buffer.from(buf) }, ...ps.map((p, i) => ({ slot: p.disk, lo: p.lo, buf: olds[i] }))] : undefined;
   ps.forEach((p, i) => {
     const at = buf.subarray(p.lo - lo);
     xorInto(at, olds[i]);
     xorInto(at, p.data);
   });
-  return { lo, buf };
+  return { lo, buf, undo };
 }
 
 /** new parity = XOR of the new stripe: the written data plus what was read of the rest. */
@@ -162,10 +173,12 @@ async function degradedParity(env: StripeEnv, stripe: number, ps: Piece[], miss:
     env.memberRead(g.parityDisk(stripe), g.memberByte(stripe, lo), oldParity),
     ...images.map((img, d) => (d === missD ? Promise.resolve() : env.memberRead(g.dataDisk(stripe, d), g.memberByte(stripe, lo), img))),
   ]);
-  oldParity.copy(images[missD]);
-  images.forEach((img, d) => { if (d !== missD) xorInto(images[missD], img); });
+  const undo: MemberWrite[] = [{ slot: g.parityDisk(stripe), lo, buf: oldParity }];
+  for (const p of ps) if (p.disk !== miss) undo.push({ slot: p.disk, lo: p.lo, buf: Buffer.from(images[p.d].subarray(p.lo - lo, p.hi - lo)) });
+  images[missD].fill(0);
+  for (let d = 0; d < images.length; d++) xorInto(images[missD], d === missD ? oldParity : images[d]);
   for (const p of ps) p.data.copy(images[p.d], p.lo - lo);
   const buf = Buffer.alloc(hi - lo);
   for (const img of images) xorInto(buf, img);
-  return { lo, buf };
+  return { lo, buf, undo };
 }
