@@ -1,6 +1,12 @@
 // The list of CLI verbs; each file in this folder exports one yargs CommandModule.
 import type { CommandModule } from 'yargs';
 import { serveCommand } from './serve.js';
+import { createCommand } from './create.js';
+import { examineCommand } from './examine.js';
+import { assembleCommand } from './assemble.js';
+import { statusCommand } from './status.js';
+import { failCommand } from './fail.js';
+import { removeCommand } from './remove.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const verbs: CommandModule<any, any>[] = [serveCommand];
+export const verbs: CommandModule<any, any>[] = [serveCommand, createCommand, examineCommand, assembleCommand, statusCommand, failCommand, removeCommand];

@@ -1,13 +1,15 @@
 // `nbdraid serve --file PATH`: serve a file or block device over NBD until SIGINT/SIGTERM.
-// The positional [name] is reserved for serving an array; until that lands it asks for --file.
+// `nbdraid serve NAME`: serve the registered array NAME (export NAME) over NBD.
 import path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { NbdraidError } from '../../lib/errors.js';
 import type { BlockDevice } from '../../lib/transport/block-device.js';
 import { FileDevice } from '../../lib/transport/file-device.js';
 import { type ListenAddress, NbdServer } from '../../lib/transport/server.js';
+import { openServedArray } from './serve-array.js';
 
 interface ServeArgs {
+  state: string;
   name?: string;
   file?: string;
   export?: string;
@@ -73,9 +75,9 @@ async function serveFile(args: ServeArgs & { file: string }): Promise<void> {
 
 export const serveCommand: CommandModule<object, ServeArgs> = {
   command: 'serve [name]',
-  describe: 'serve a file or block device (--file) over NBD until interrupted',
+  describe: 'serve an array (NAME) or a file or block device (--file) over NBD until interrupted',
   builder: (y: Argv) => y
-    .positional('name', { type: 'string', describe: 'array to serve (not yet available; use --file)' })
+    .positional('name', { type: 'string', describe: 'array to serve (export NAME)' })
     .option('file', { type: 'string', describe: 'file or block device to serve' })
     .option('export', { type: 'string', describe: 'export name (default: the file name)' })
     .option('listen', { type: 'string', describe: `HOST:PORT to listen on ([::1]:PORT for IPv6; default ${DEFAULT_LISTEN})` })
@@ -84,7 +86,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     .conflicts('socket', 'listen') as unknown as Argv<ServeArgs>,
   handler: async (args) => {
     if (args.file) return serveFile({ ...args, file: args.file });
-    if (args.name) throw new NbdraidError('ENOTSUP', `serve ${args.name}`, 'serving arrays is not available yet; use --file PATH');
-    throw new NbdraidError('EINVAL', 'serve', 'name what to serve: --file PATH');
+    if (args.name) return serveDevice(await openServedArray(args.state, args.name), args.export ?? args.name, args);
+    throw new NbdraidError('EINVAL', 'serve', 'name what to serve: an array NAME or --file PATH');
   },
 };

@@ -17,7 +17,10 @@ export type MemberVerdict = 'active' | 'rebuilding' | 'stale' | 'faulty' | 'spar
 export interface MemberReport {
   path: string;
   devNumber: number;
+  /** Slot it serves in the assembled array, null when none. */
   slot: number | null;
+  /** Slot its own superblock names (where it belongs, even when stale or faulty). */
+  ownSlot: number | null;
   events: number;
   verdict: MemberVerdict;
   reason?: string;
@@ -77,7 +80,10 @@ function checkSameArray(cands: Candidate[], ctx: string): Candidate {
 
 function classify(c: Candidate, ref: Superblock, chosen: Map<number, Candidate>, stale: Candidate[], report: MemberReport[], ctx: string): void {
   const role = ref.devRoles[c.sb.devNumber] ?? ROLE_SPARE;
-  const entry: MemberReport = { path: c.label, devNumber: c.sb.devNumber, slot: null, events: c.sb.events, verdict: 'active' };
+  const own = c.sb.devRoles[c.sb.devNumber];
+  const entry: MemberReport = {
+    path: c.label, devNumber: c.sb.devNumber, slot: null, ownSlot: own < c.sb.raidDisks ? own : null, events: c.sb.events, verdict: 'active',
+  };
   report.push(entry);
   if (role === ROLE_FAULTY || role === ROLE_SPARE) {
     entry.verdict = role === ROLE_FAULTY ? 'faulty' : 'spare';

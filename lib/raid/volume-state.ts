@@ -92,6 +92,19 @@ export class VolumeState {
     await this.markFaulty(s, reason);
   }
 
+  /** Hot-removes a faulty member: its device is closed and the slot becomes missing. */
+  async removeMember(slot: number): Promise<void> {
+    this.check();
+    const s = this.vol.slots[slot];
+    if (s?.state !== 'faulty') throw new NbdraidError('EBUSY', `array ${this.vol.name}`, `slot ${slot} is ${s?.state ?? 'not a slot'}; only a faulty member can be removed`);
+    const device = s.device;
+    s.device = null;
+    s.state = 'missing';
+    this.refresh();
+    await device?.close();
+    await this.commit();
+  }
+
   /** Puts `device` into a faulty or missing slot as a member being rebuilt (nothing recovered yet). */
   async addRebuildMember(slot: number, device: BlockDevice, opts: { path?: string; deviceUuid?: Buffer }): Promise<void> {
     this.check();

@@ -55,7 +55,6 @@ export class RaidVolume extends EventEmitter implements BlockDevice, StripeEnv {
     this.size = this.g.size;
     this.slots = Array.from({ length: this.g.members }, (_, i) => slotFromMeta(meta, i, this.g.chunk / 512));
     this.state = new VolumeState(this, opts);
-    this.blockSizes.preferred = Math.min(this.g.stripeData, 1 << 20);
   }
 
   get name(): string {
@@ -157,6 +156,11 @@ export class RaidVolume extends EventEmitter implements BlockDevice, StripeEnv {
   /** Marks a member faulty (superblocks updated, events bumped). Refused when it would take the array offline, unless forced. */
   async failMember(slot: number, reason: string, opts: { force?: boolean } = {}): Promise<void> {
     await this.state.failMember(slot, reason, opts.force ?? false);
+  }
+
+  /** Hot-removes a faulty member (superblocks updated). */
+  async removeMember(slot: number): Promise<void> {
+    await this.state.removeMember(slot);
   }
 
   /** Starts a rebuild: `device` takes the faulty or missing `slot`; nothing counts as recovered yet. */

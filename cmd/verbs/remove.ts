@@ -1,0 +1,19 @@
+// `nbdraid remove NAME --member N`: remove a faulty member from the array.
+import type { Argv, CommandModule } from 'yargs';
+import { type StateArgs, withRegistry } from './array-common.js';
+import { type ChangeArgs, changeMember } from './member-change.js';
+
+type Args = StateArgs & ChangeArgs;
+
+export const removeCommand: CommandModule<StateArgs, Args> = {
+  command: 'remove <name>',
+  describe: 'remove a faulty member from the array',
+  builder: (y: Argv<StateArgs>) => y
+    .positional('name', { type: 'string', demandOption: true })
+    .option('member', { type: 'number', demandOption: true, describe: 'slot number of the member' })
+    .option('force', { type: 'boolean', default: false, describe: 'even when it takes the array offline' }) as unknown as Argv<Args>,
+  handler: async (args) => {
+    const msg = await withRegistry(args.state, (reg) => changeMember(reg, args, 'remove'));
+    process.stdout.write(`nbdraid: ${args.name}: ${msg}\n`);
+  },
+};
