@@ -6,7 +6,7 @@ import { NbdraidError } from '../../lib/errors.js';
 import type { BlockDevice } from '../../lib/transport/block-device.js';
 import { FileDevice } from '../../lib/transport/file-device.js';
 import { type ListenAddress, NbdServer } from '../../lib/transport/server.js';
-import { openServedArray } from './serve-array.js';
+import { Controller } from '../../lib/controller/controller.js';
 
 interface ServeArgs {
   state: string;
@@ -16,6 +16,7 @@ interface ServeArgs {
   listen?: string;
   socket?: string;
   'read-only': boolean;
+  force?: boolean;
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:10809';
@@ -59,13 +60,27 @@ async function serveDevice(device: BlockDevice, exportName: string, args: ServeA
     throw err;
   }
   process.stderr.write(`nbdraid: serving export '${exportName}' (${device.size} bytes${args['read-only'] ? ', read-only' : ''}) on ${exportUri(bound, exportName)}\n`);
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-  });
+  const signal = await untilSignal();
   process.stderr.write(`nbdraid: ${signal}: finishing in-flight requests and stopping\n`);
   await server.close();
   await device.close();
+}
+
+function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+}
+
+/** Runs this process as a controller of array `name` until SIGINT/SIGTERM. */
+async function serveArray(name: string, args: ServeArgs & { force?: boolean }): Promise<void> {
+  const listen: ListenAddress = args.socket ? { path: args.socket } : parseListen(args.listen ?? DEFAULT_LISTEN);
+  const ctl = await Controller.start({ stateDir: args.state, arrayName: name, listen, force: args.force });
+  process.stderr.write(`nbdraid: controller ${ctl.id} serving array '${name}' (${ctl.volume.size} bytes) on ${exportUri(listen, name)}\n`);
+  const signal = await untilSignal();
+  process.stderr.write(`nbdraid: ${signal}: finishing in-flight requests, handing back partitions and leases\n`);
+  await ctl.stop();
 }
 
 async function serveFile(args: ServeArgs & { file: string }): Promise<void> {
@@ -82,11 +97,12 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     .option('export', { type: 'string', describe: 'export name (default: the file name)' })
     .option('listen', { type: 'string', describe: `HOST:PORT to listen on ([::1]:PORT for IPv6; default ${DEFAULT_LISTEN})` })
     .option('socket', { type: 'string', describe: 'listen on this unix socket instead of TCP' })
-    .option('read-only', { type: 'boolean', default: false, describe: 'refuse writes' })
+    .option('read-only', { type: 'boolean', default: false, describe: 'refuse writes (--file only)' })
+    .option('force', { type: 'boolean', default: false, describe: 'assemble even with stale members or dirty and degraded (as mdadm --force)' })
     .conflicts('socket', 'listen') as unknown as Argv<ServeArgs>,
   handler: async (args) => {
     if (args.file) return serveFile({ ...args, file: args.file });
-    if (args.name) return serveDevice(await openServedArray(args.state, args.name), args.export ?? args.name, args);
+    if (args.name) return serveArray(args.name, args);
     throw new NbdraidError('EINVAL', 'serve', 'name what to serve: an array NAME or --file PATH');
   },
 };

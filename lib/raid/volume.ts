@@ -21,7 +21,7 @@ import { VolumeState } from './volume-state.js';
 export interface RegionGate {
   regionStripes: number;
   enter(firstRegion: number, lastRegion: number, write: boolean): Promise<void> | void;
-  leave(firstRegion: number, lastRegion: number): void;
+  leave(firstRegion: number, lastRegion: number, write: boolean): void;
 }
 
 export interface RaidVolumeOptions {
@@ -225,7 +225,7 @@ export class RaidVolume extends EventEmitter implements BlockDevice, StripeEnv {
     try {
       await fn();
     } finally {
-      gate.leave(r0, r1);
+      gate.leave(r0, r1, write);
     }
   }
 

@@ -1,0 +1,80 @@
+// Keeps one controller's RaidVolume in step with what the other processes decided: member states
+// written to the registry (a failure seen by another controller, `nbdraid fail`, a rebuild onto a
+// new member) and rebuild progress recorded in the rebuild task's partitions. Runs on registry
+// changes, and on the I/O path only after a lease had to be fetched (see LeaseGate).
+import type { ArrayRecord, Coordinator, MemberRecord } from '../coordination/index.js';
+import { openMember } from '../raid/members.js';
+import { parseUuid } from '../raid/superblock.js';
+import type { RaidVolume } from '../raid/volume.js';
+import type { Checkpoint, RebuildDataset } from './steps.js';
+
+export class ArraySync {
+  private revision = -1;
+  private running: Promise<void> | undefined;
+  private again = false;
+
+  constructor(
+    private readonly coord: Coordinator,
+    private readonly volume: RaidVolume,
+    private readonly arrayName: string,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  /** Brings the volume up to date; concurrent callers share one run (and a change during it reruns). */
+  sync(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      do {
+        this.again = false;
+        await this.syncOnce();
+      } while (this.again);
+    })().finally(() => { this.running = undefined; });
+    return this.running;
+  }
+
+  private async syncOnce(): Promise<void> {
+    const rec = this.coord.arrays.get(this.arrayName);
+    if (rec && rec.revision !== this.revision) {
+      this.revision = rec.revision;
+      for (const m of rec.members) await this.applyMember(rec, m);
+    }
+    this.syncRecovery();
+  }
+
+  private async applyMember(rec: ArrayRecord, m: MemberRecord): Promise<void> {
+    if (m.slot === null || m.slot >= this.volume.slots.length) return;
+    const slot = this.volume.slots[m.slot];
+    const localPath = this.volume.meta.diskInSlot(m.slot)?.path;
+    try {
+      if (m.state === 'faulty' && slot.state !== 'faulty' && slot.state !== 'missing' && localPath === m.path) {
+        await this.volume.failMember(m.slot, 'failed by another controller or by request', { force: true });
+      } else if (m.state === 'removed' && slot.state === 'faulty' && localPath === m.path) {
+        await this.volume.removeMember(m.slot);
+      } else if (m.state === 'rebuilding' && (slot.state === 'faulty' || slot.state === 'missing')) {
+        const handle = await openMember(m.path, { lock: 'shared' });
+        await this.volume.addRebuildMember(m.slot, handle.device, { path: m.path, deviceUuid: parseUuid(m.deviceUuid) });
+      } else if (m.state === 'active' && slot.state === 'rebuilding' && localPath === m.path) {
+        this.volume.markRecovered(m.slot, 0, this.volume.g.stripes);
+        await this.volume.finishRebuild(m.slot);
+      }
+    } catch (err) {
+      this.log(`${rec.name}: could not apply ${m.state} to member ${m.slot}: ${(err as Error).message}`);
+    }
+  }
+
+  /** Marks stripes that other controllers rebuilt (completed partitions, checkpoints) as recovered. */
+  syncRecovery(): void {
+    if (!this.volume.slots.some((s) => s.state === 'rebuilding')) return;
+    const task = this.coord.tasks.list({ arrayName: this.arrayName, activeOnly: true }).find((t) => t.kind === 'rebuild');
+    if (!task) return;
+    const { slot } = task.dataset as RebuildDataset;
+    if (this.volume.slots[slot]?.state !== 'rebuilding') return;
+    for (const p of this.coord.tasks.partitions(task.id)) {
+      const next = p.state === 'COMPLETE' ? p.stripeEnd : (p.checkpoint as Checkpoint | null)?.next ?? p.stripeStart;
+      if (next > p.stripeStart) this.volume.markRecovered(slot, p.stripeStart, next - p.stripeStart);
+    }
+  }
+}

@@ -1,0 +1,48 @@
+// Completion actions, run once per task by its initiator (or the controller that adopted it) when
+// every partition is COMPLETE. They must be idempotent: an initiator that dies inside one has it
+// run again by its successor.
+import type { Coordinator, TaskRecord } from '../coordination/index.js';
+import type { RaidVolume } from '../raid/volume.js';
+import type { ArraySync } from './array-sync.js';
+import { type Checkpoint, type Mismatch, type RebuildDataset, describeMismatch } from './steps.js';
+
+/** Mismatches kept in a task's result; the count is always exact. */
+const MAX_LISTED = 1000;
+
+export function registerCompletions(coord: Coordinator, volume: RaidVolume, arrayName: string, sync: ArraySync,
+  log: (line: string) => void): void {
+  const mine = (t: TaskRecord) => t.arrayName === arrayName;
+
+  coord.onCompletion('rebuild', async (task) => {
+    if (!mine(task)) throw new Error(`task of array ${task.arrayName}, served elsewhere`);
+    const { slot, path } = task.dataset as RebuildDataset;
+    await sync.sync();
+    if (volume.slots[slot]?.state === 'rebuilding') {
+      volume.markRecovered(slot, 0, volume.g.stripes);
+      await volume.finishRebuild(slot);
+    }
+    coord.arrays.update(arrayName, (r) => {
+      const m = r.members.find((x) => x.path === path);
+      if (m) {
+        m.state = 'active';
+        m.slot = slot;
+      }
+    });
+    log(`${arrayName}: rebuild of slot ${slot} complete; array optimal`);
+    return { slot, path };
+  });
+
+  const scrubResult = (task: TaskRecord, repaired: boolean) => {
+    const stripes = coord.tasks.partitions(task.id).flatMap((p) => (p.checkpoint as Checkpoint | null)?.mismatches ?? []);
+    const list: Mismatch[] = stripes.slice(0, MAX_LISTED).map((s) => describeMismatch(volume, s, repaired));
+    log(`${arrayName}: ${task.kind} found ${stripes.length} mismatched stripes${repaired ? ' (parity rewritten)' : ''}`);
+    return { mismatches: stripes.length, list, truncated: stripes.length > MAX_LISTED };
+  };
+  coord.onCompletion('check', (task) => scrubResult(task, false));
+  coord.onCompletion('repair', (task) => scrubResult(task, true));
+  coord.onCompletion('resync', (task) => {
+    const result = scrubResult(task, true);
+    log(`${arrayName}: resync complete; array clean`);
+    return result;
+  });
+}

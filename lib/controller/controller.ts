@@ -1,0 +1,205 @@
+// One controller process: registers with the coordination object, assembles the array, serves it
+// over NBD with every member access under region leases, runs the worker loop for background
+// partitions, and carries out the initiator's duties (starting rebuilds and resyncs, running
+// completion actions of tasks it initiated or adopted).
+import type { Coordinator, LeaseCache, LeaseStore } from '../coordination/index.js';
+import { Coordinator as CoordinatorClass } from '../coordination/index.js';
+import { openMember } from '../raid/members.js';
+import { openVolume } from '../raid/open.js';
+import { parseUuid } from '../raid/superblock.js';
+import type { RaidVolume } from '../raid/volume.js';
+import { type ListenAddress, NbdServer } from '../transport/server.js';
+import { ArraySync } from './array-sync.js';
+import { registerCompletions } from './completions.js';
+import { LeaseGate } from './lease-gate.js';
+import { planRange, planRegions, regionStripes } from './plans.js';
+import { type RebuildDataset, runStep } from './steps.js';
+import { Throttle } from './throttle.js';
+import { Worker } from './worker.js';
+
+export interface ControllerOptions {
+  stateDir: string;
+  arrayName: string;
+  listen: ListenAddress;
+  /** Assemble even with stale members or a dirty degraded array (as mdadm --force). */
+  force?: boolean;
+  log?: (line: string) => void;
+}
+
+/** How often the initiator duties are looked at besides registry changes (ms). */
+const DUTY_MS = 500;
+
+export class Controller {
+  readonly regionStripes: number;
+  readonly throttle: Throttle;
+  private readonly worker: Worker;
+  private readonly sync: ArraySync;
+  private readonly timer: NodeJS.Timeout;
+  private readonly stopWatching: () => void;
+  private stopped = false;
+
+  private constructor(
+    readonly coord: Coordinator,
+    readonly volume: RaidVolume,
+    readonly server: NbdServer,
+    readonly cache: LeaseCache,
+    readonly leaseStore: LeaseStore,
+    readonly opts: ControllerOptions,
+    private readonly log: (line: string) => void,
+  ) {
+    const name = opts.arrayName;
+    this.regionStripes = regionStripes(volume.g);
+    this.throttle = new Throttle(coord.arrays.require(name).throttle);
+    this.sync = new ArraySync(coord, volume, name, log);
+    this.worker = new Worker({
+      coord, volume, cache, leaseStore, throttle: this.throttle, regionStripes: this.regionStripes, arrayName: name, log,
+      beforeRun: () => this.sync.sync(),
+    });
+    registerCompletions(coord, volume, name, this.sync, log);
+    this.stopWatching = coord.arrays.watch(name, () => void this.onRegistryChange(), 100);
+    this.timer = setInterval(() => void this.duties(), DUTY_MS);
+  }
+
+  /** Starts a controller for `arrayName`: assemble, listen, then take background work. */
+  static async start(opts: ControllerOptions): Promise<Controller> {
+    const log = opts.log ?? ((line: string) => process.stderr.write(`nbdraid: ${line}\n`));
+    const address = 'path' in opts.listen ? `unix:${opts.listen.path}` : `${opts.listen.host ?? '127.0.0.1'}:${opts.listen.port}`;
+    const coord = CoordinatorClass.open(opts.stateDir, { address, onError: (e) => log(`coordination: ${e.message}`) });
+    try {
+      const rec = coord.arrays.require(opts.arrayName);
+      const paths = rec.members.filter((m) => m.slot !== null && (m.state === 'active' || m.state === 'rebuilding')).map((m) => m.path);
+      const cache = coord.leases(opts.arrayName);
+      // The volume, its gate and the controller refer to each other; `late` ties them after creation.
+      const late: { ctl?: Controller; gate?: LeaseGate } = {};
+      const { volume } = await openVolume(paths, {
+        name: opts.arrayName, force: opts.force, lock: 'shared',
+        volume: {
+          trackClean: false, // write intent lives in the region leases' dirty bits
+          gate: {
+            get regionStripes() { return late.gate!.regionStripes; },
+            enter: (a, b, w) => late.gate!.enter(a, b, w),
+            leave: (a, b, w) => late.gate!.leave(a, b, w),
+          },
+          onMemberFailed: (slot, reason) => late.ctl?.memberFailed(slot, reason),
+          log,
+        },
+      });
+      late.gate = new LeaseGate(cache, regionStripes(volume.g), {
+        onRequest: () => late.ctl?.throttle.noteForeground(),
+        afterFetch: (a, b) => late.ctl?.afterFetch(a, b),
+      });
+      const server = new NbdServer({ exports: [{ name: opts.arrayName, device: volume }], log });
+      const ctl = new Controller(coord, volume, server, cache, coord.leaseStore(opts.arrayName), opts, log);
+      late.ctl = ctl;
+      await ctl.sync.sync();
+      await server.listen(opts.listen);
+      ctl.worker.start();
+      void ctl.duties();
+      return ctl;
+    } catch (err) {
+      coord.close();
+      throw err;
+    }
+  }
+
+  get id(): number {
+    return this.coord.id;
+  }
+
+  /** Stops serving: in-flight requests finish, partitions go back READY, leases are handed back. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.stopWatching();
+    await this.server.close();
+    await this.worker.stop();
+    await this.volume.close();
+    this.coord.close();
+  }
+
+  private async onRegistryChange(): Promise<void> {
+    if (this.stopped) return;
+    const rec = this.coord.arrays.get(this.opts.arrayName);
+    if (rec) this.throttle.setLimits(rec.throttle);
+    await this.sync.sync();
+    await this.duties();
+  }
+
+  /** A lease was fetched: catch up with others' changes, and resync the region first if it needs it. */
+  private async afterFetch(first: number, last: number): Promise<void> {
+    await this.sync.sync();
+    const pending = this.leaseStore.pendingResync().map((r) => r.region).filter((r) => r >= first && r <= last);
+    for (const region of pending) {
+      if (this.volume.slots.some((s) => s.state !== 'active')) break; // degraded: parity cannot be recomputed
+      const start = region * this.regionStripes;
+      const count = Math.min(this.regionStripes, this.volume.g.stripes - start);
+      const bad = await runStep(this.volume, 'resync', null, start, count);
+      this.leaseStore.clearResync([region]);
+      if (bad.length > 0) this.log(`${this.opts.arrayName}: region ${region} resynced before use (${bad.length} stripes fixed)`);
+    }
+  }
+
+  private memberFailed(slot: number, reason: string): void {
+    try {
+      this.coord.arrays.update(this.opts.arrayName, (r) => {
+        const m = r.members.find((x) => x.slot === slot && (x.state === 'active' || x.state === 'rebuilding'));
+        if (m) m.state = 'faulty';
+      });
+    } catch (err) {
+      this.log(`could not record member ${slot} faulty: ${(err as Error).message}`);
+    }
+    this.log(`${this.opts.arrayName}: member ${slot} failed (${reason})`);
+    void this.duties();
+  }
+
+  /** Initiator duties: rebuild onto a spare when degraded, resync dirty regions of dead controllers. */
+  private async duties(): Promise<void> {
+    if (this.stopped || this.volume.offline) return;
+    try {
+      await this.maybeStartRebuild();
+      this.maybeStartResync();
+    } catch (err) {
+      this.log(`${this.opts.arrayName}: ${(err as Error).message}`);
+    }
+  }
+
+  private activeTask(kind: string) {
+    return this.coord.tasks.list({ arrayName: this.opts.arrayName, activeOnly: true }).find((t) => t.kind === kind);
+  }
+
+  private async maybeStartRebuild(): Promise<void> {
+    const slot = this.volume.slots.find((s) => s.state === 'faulty' || s.state === 'missing');
+    if (!slot || this.activeTask('rebuild')) return;
+    let chosen: { path: string; deviceUuid: string } | undefined;
+    const name = this.opts.arrayName;
+    // One transaction picks the spare: of several controllers seeing the failure, one wins.
+    this.coord.arrays.update(name, (r) => {
+      if (r.members.some((m) => m.state === 'rebuilding')) return;
+      const spare = r.members.find((m) => m.state === 'spare');
+      if (!spare) return;
+      for (const m of r.members) if (m.slot === slot.index && m.state === 'faulty') m.state = 'removed';
+      spare.state = 'rebuilding';
+      spare.slot = slot.index;
+      chosen = { path: spare.path, deviceUuid: spare.deviceUuid };
+    });
+    if (!chosen) return;
+    const handle = await openMember(chosen.path, { lock: 'shared' });
+    await this.volume.addRebuildMember(slot.index, handle.device, { path: chosen.path, deviceUuid: parseUuid(chosen.deviceUuid) });
+    const dataset: RebuildDataset = { slot: slot.index, ...chosen };
+    const task = this.coord.createTask({ kind: 'rebuild', arrayName: name, dataset, partitions: planRange(this.volume.g.stripes, this.regionStripes) });
+    this.log(`${name}: rebuilding slot ${slot.index} onto ${chosen.path} (task ${task.id}, ${task.partitionsTotal} partitions)`);
+    this.worker.poke();
+  }
+
+  private maybeStartResync(): void {
+    if (this.activeTask('resync') || this.volume.slots.some((s) => s.state !== 'active')) return;
+    const regions = this.leaseStore.pendingResync().map((r) => r.region);
+    if (regions.length === 0) return;
+    const parts = planRegions(regions, this.volume.g.stripes, this.regionStripes);
+    if (parts.length === 0) return this.leaseStore.clearResync(regions); // beyond the end: nothing to do
+    const task = this.coord.createTask({ kind: 'resync', arrayName: this.opts.arrayName, dataset: { regions }, partitions: parts });
+    this.log(`${this.opts.arrayName}: resync of ${regions.length} dirty regions left by stopped controllers (task ${task.id})`);
+    this.worker.poke();
+  }
+}

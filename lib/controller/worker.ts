@@ -1,0 +1,145 @@
+// The worker loop of a controller: while free, claim a READY partition of this array's tasks,
+// complete it region by region under the region leases and the throttle, checkpoint after each
+// region, and give the partition back (with its checkpoint) on pause or shutdown.
+import type { Claimed, Coordinator, LeaseCache, LeaseStore, PartitionRef } from '../coordination/index.js';
+import { NbdraidError } from '../errors.js';
+import type { RaidVolume } from '../raid/volume.js';
+import { type Checkpoint, runStep, writesParity } from './steps.js';
+import type { Throttle } from './throttle.js';
+
+export interface WorkerContext {
+  coord: Coordinator;
+  volume: RaidVolume;
+  cache: LeaseCache;
+  leaseStore: LeaseStore;
+  throttle: Throttle;
+  regionStripes: number;
+  arrayName: string;
+  log: (line: string) => void;
+  /** Called before a claimed partition runs (e.g. to adopt membership changes first). */
+  beforeRun?: (claimed: Claimed) => Promise<void>;
+}
+
+/** Stripes handed to one step: bounds memory (count x chunk per member) and throttle granularity. */
+const BATCH_STRIPES = 4;
+
+export class Worker {
+  private stopping = false;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(private readonly ctx: WorkerContext) {}
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** Finishes the current region, gives the partition back and stops. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake?.();
+    await this.loop;
+  }
+
+  /** Looks for work now instead of at the next change. */
+  poke(): void {
+    this.wake?.();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping) {
+      let claimed: Claimed | undefined;
+      try {
+        claimed = this.ctx.volume.offline ? undefined : this.ctx.coord.claim({ arrayName: this.ctx.arrayName });
+      } catch (err) {
+        this.ctx.log(`claim failed: ${(err as Error).message}`);
+      }
+      if (claimed) await this.runPartition(claimed);
+      else await this.idle();
+    }
+  }
+
+  private idle(): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, 500);
+      const stop = this.ctx.coord.watcher.subscribe(done);
+      function done(): void {
+        clearTimeout(t);
+        stop();
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  private async runPartition(claimed: Claimed): Promise<void> {
+    const { task, partition } = claimed;
+    const ref: PartitionRef = { taskId: task.id, idx: partition.idx };
+    const cp: Checkpoint = { next: partition.stripeStart, mismatches: [], ...(partition.checkpoint as Partial<Checkpoint> | null) };
+    try {
+      await this.ctx.beforeRun?.(claimed);
+      while (cp.next < partition.stripeEnd) {
+        if (this.stopping) return this.ctx.coord.release(ref);
+        const state = await this.runRegion(ref, task.kind, task.dataset, cp, partition.stripeEnd);
+        if (state === 'PAUSED') return this.ctx.coord.release(ref);
+      }
+      this.ctx.coord.complete(ref);
+    } catch (err) {
+      this.failed(ref, err as Error);
+    }
+  }
+
+  /** One region of the partition under its lease; returns the task's state after the checkpoint. */
+  private async runRegion(ref: PartitionRef, kind: string, dataset: unknown, cp: Checkpoint, end: number): Promise<string> {
+    const { cache, throttle, volume, regionStripes } = this.ctx;
+    const region = Math.floor(cp.next / regionStripes);
+    const stop = Math.min(end, (region + 1) * regionStripes);
+    const write = writesParity(kind);
+    await cache.acquire(region, { write });
+    try {
+      const jobs: Promise<void>[] = [];
+      for (let s = cp.next; s < stop; s += BATCH_STRIPES) {
+        const count = Math.min(BATCH_STRIPES, stop - s);
+        const release = await throttle.acquire(count * volume.g.chunk);
+        jobs.push(runStep(volume, kind, dataset, s, count).then((bad) => { cp.mismatches.push(...bad); }).finally(release));
+      }
+      await settleAll(jobs);
+      if (kind === 'resync') this.ctx.leaseStore.clearResync([region]);
+      cp.mismatches.sort((a, b) => a - b);
+      const bytes = (stop - cp.next) * volume.g.chunk;
+      cp.next = stop;
+      // Checkpoint while still holding the lease: whoever takes the region next sees it done.
+      return this.ctx.coord.checkpoint(ref, cp, bytes);
+    } finally {
+      cache.release(region, { write });
+    }
+  }
+
+  private failed(ref: PartitionRef, err: Error): void {
+    if (err instanceof NbdraidError && err.code === 'ECANCELED') {
+      this.tryRelease(ref);
+      return;
+    }
+    this.ctx.log(`task ${ref.taskId} partition ${ref.idx} failed: ${err.message}`);
+    try {
+      this.ctx.coord.fail(ref, err.message);
+    } catch (e) {
+      this.ctx.log(`could not record the failure: ${(e as Error).message}`);
+    }
+  }
+
+  private tryRelease(ref: PartitionRef): void {
+    try {
+      this.ctx.coord.release(ref);
+    } catch {
+      // already given back or the task ended: nothing to do
+    }
+  }
+}
+
+/** Waits for every job, then throws the first error. */
+async function settleAll(jobs: Promise<void>[]): Promise<void> {
+  const rs = await Promise.allSettled(jobs);
+  const bad = rs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (bad) throw bad.reason;
+}
