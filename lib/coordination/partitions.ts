@@ -29,7 +29,7 @@ export class PartitionWork {
       me: db.prepare('SELECT state FROM controllers WHERE id = ?'),
       running: db.prepare(`SELECT * FROM tasks WHERE state = 'RUNNING' AND partitions_done < partitions_total ORDER BY id`),
       task: db.prepare('SELECT * FROM tasks WHERE id = ?'),
-      readyPage: db.prepare(`SELECT * FROM partitions WHERE task_id = ? AND state = 'READY' AND idx > ? ORDER BY idx LIMIT ${PAGE}`),
+      readyPage: db.prepare(`SELECT * FROM partitions INDEXED BY partitions_state WHERE task_id = ? AND state = 'READY' AND idx > ? ORDER BY idx LIMIT ${PAGE}`),
       stateOf: db.prepare('SELECT state FROM partitions WHERE task_id = ? AND idx = ?'),
       part: db.prepare('SELECT * FROM partitions WHERE task_id = ? AND idx = ?'),
       claim: db.prepare(`UPDATE partitions SET state = 'IN_PROGRESS', owner = ?, claimed_at = ?, updated_at = ?

@@ -96,7 +96,7 @@ export const migrations: Migration[] = [
       ) WITHOUT ROWID;
 
       CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        id INTEGER PRIMARY KEY,
         at INTEGER NOT NULL,
         controller INTEGER,
         actor TEXT NOT NULL,              -- 'controller 3', 'cli', ...

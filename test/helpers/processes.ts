@@ -51,3 +51,14 @@ export async function killHard(c: Child): Promise<void> {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The value of `p`, or 'timeout' after `ms` (the timer does not outlive the race). */
+export async function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const expiry = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), ms); });
+  try {
+    return await Promise.race([p, expiry]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
