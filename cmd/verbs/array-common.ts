@@ -2,7 +2,7 @@
 // assembled metadata, and the array's live state read from its members' superblocks.
 import path from 'node:path';
 import { ArrayRegistry, type ArrayRecord, type MemberRecord, type MemberState } from '../../lib/coordination/arrays.js';
-import { openDatabase } from '../../lib/coordination/db.js';
+import { type Database, openDatabase } from '../../lib/coordination/db.js';
 import type { MemberReport } from '../../lib/raid/assemble.js';
 import { memberInUse } from '../../lib/raid/members.js';
 import { type ArrayMetadata, probeSuperblock } from '../../lib/raid/metadata.js';
@@ -12,10 +12,10 @@ import { FileDevice } from '../../lib/transport/file-device.js';
 export interface StateArgs { state: string }
 
 /** Runs `fn` with the array registry of `stateDir`, closing the database afterwards. */
-export async function withRegistry<T>(stateDir: string, fn: (reg: ArrayRegistry) => Promise<T>): Promise<T> {
+export async function withRegistry<T>(stateDir: string, fn: (reg: ArrayRegistry, db: Database) => Promise<T>): Promise<T> {
   const db = openDatabase(stateDir);
   try {
-    return await fn(new ArrayRegistry(db, { actor: 'cli' }));
+    return await fn(new ArrayRegistry(db, { actor: 'cli' }), db);
   } finally {
     db.close();
   }

@@ -1,30 +1,70 @@
-// `nbdraid status [NAME] [--json]`: md-like state of one or every registered array.
+// `nbdraid status [NAME] [--json] [--watch]`: md-like state of one or every registered array, with
+// the progress of its background tasks (bar, percent, speed, ETA, who works on which partition).
 import type { Argv, CommandModule } from 'yargs';
-import { type StateArgs, formatStatus, liveState, withRegistry } from './array-common.js';
+import { type ArrayRegistry, TaskStore } from '../../lib/coordination/index.js';
+import { type TaskView, formatTask, taskView } from '../task-view.js';
+import { type LiveState, type StateArgs, formatStatus, liveState, withRegistry } from './array-common.js';
 
-interface StatusArgs extends StateArgs { name?: string; json: boolean }
+interface StatusArgs extends StateArgs { name?: string; json: boolean; watch?: number }
+
+type ArrayStatus = LiveState & { tasks: TaskView[] };
+
+/** Bytes done per task at the previous refresh, for a speed over the last interval when watching. */
+type Samples = Map<number, { at: number; bytes: number; speed: number }>;
+
+async function collect(reg: ArrayRegistry, tasks: TaskStore, name: string | undefined, samples?: Samples): Promise<ArrayStatus[]> {
+  const recs = name ? [reg.require(name)] : reg.list();
+  return Promise.all(recs.map(async (rec) => {
+    const live = await liveState(rec);
+    const views = tasks.list({ arrayName: rec.name, activeOnly: true }).map((t) => {
+      const p = tasks.progress(t.id);
+      return taskView(p, Date.now(), samples && sampledSpeed(samples, t.id, p.bytes));
+    });
+    return { ...live, tasks: views };
+  }));
+}
+
+function sampledSpeed(samples: Samples, id: number, bytes: number): number | undefined {
+  const now = Date.now();
+  const prev = samples.get(id);
+  let speed = prev?.speed;
+  if (prev && now > prev.at) speed = 0.5 * (prev.speed || 0) + 0.5 * (((bytes - prev.bytes) * 1000) / (now - prev.at));
+  samples.set(id, { at: now, bytes, speed: speed ?? 0 });
+  return prev ? speed : undefined;
+}
+
+function render(states: ArrayStatus[], args: StatusArgs): string {
+  if (args.json) return `${JSON.stringify(args.name ? states[0] : states, null, 2)}\n`;
+  if (states.length === 0) return `nbdraid: no arrays in ${args.state}; create one with 'nbdraid create NAME MEMBER... --size 1G'\n`;
+  return `${states.map((s) => [formatStatus(s), ...s.tasks.map(formatTask)].join('\n')).join('\n\n')}\n`;
+}
 
 async function status(args: StatusArgs): Promise<void> {
-  await withRegistry(args.state, async (reg) => {
-    const recs = args.name ? [reg.require(args.name)] : reg.list();
-    const states = await Promise.all(recs.map(liveState));
-    if (args.json) {
-      process.stdout.write(`${JSON.stringify(args.name ? states[0] : states, null, 2)}\n`);
+  await withRegistry(args.state, async (reg, db) => {
+    const tasks = new TaskStore(db);
+    if (args.watch === undefined) {
+      process.stdout.write(render(await collect(reg, tasks, args.name), args));
       return;
     }
-    if (states.length === 0) {
-      process.stdout.write(`nbdraid: no arrays in ${args.state}; create one with 'nbdraid create NAME MEMBER... --size 1G'\n`);
-      return;
+    const samples: Samples = new Map();
+    const everyMs = Math.max(0.2, args.watch || 1) * 1000;
+    let stop = false;
+    process.once('SIGINT', () => { stop = true; });
+    while (!stop) {
+      const text = render(await collect(reg, tasks, args.name, samples), args);
+      process.stdout.write(args.json ? text : `\x1b[H\x1b[2J${new Date().toLocaleTimeString()}  (Ctrl-C to stop)\n${text}`);
+      await new Promise((r) => setTimeout(r, everyMs));
     }
-    process.stdout.write(`${states.map(formatStatus).join('\n\n')}\n`);
   });
 }
 
 export const statusCommand: CommandModule<StateArgs, StatusArgs> = {
   command: 'status [name]',
-  describe: 'show arrays: members, [UU_U], clean/degraded/offline, events',
+  describe: 'show arrays: members, [UU_U], clean/degraded/offline, events, and background tasks with progress',
   builder: (y: Argv<StateArgs>) => y
     .positional('name', { type: 'string', describe: 'one array (default: all)' })
-    .option('json', { type: 'boolean', default: false }) as unknown as Argv<StatusArgs>,
+    .option('json', { type: 'boolean', default: false, describe: 'machine-readable output' })
+    .option('watch', { type: 'number', describe: 'refresh every N seconds (default 1) until Ctrl-C' })
+    .coerce('watch', (v: number | undefined) => (v === undefined ? undefined : Number.isFinite(v) ? v : 1)) as unknown as Argv<StatusArgs>,
   handler: status,
 };

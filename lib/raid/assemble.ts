@@ -48,7 +48,7 @@ export async function assembleArray(members: AssembleMember[], opts: { force?: b
   const stale: Candidate[] = [];
   for (const c of cands) classify(c, ref.sb, chosen, stale, report, ctx);
   const missing = () => range(ref.sb.raidDisks).filter((s) => !chosen.has(s));
-  if (missing().length > 1 && opts.force) forceStale(stale, missing(), chosen, report);
+  if (missing().length > 1 && opts.force) forceStale(ref.sb, stale, missing(), chosen, report);
   refuseUnstartable(ref.sb, missing(), report, ctx, !!opts.force);
   const meta = buildMetadata(ref.sb, cands, chosen);
   const forced = report.some((r) => r.verdict === 'forced');
@@ -103,11 +103,15 @@ function classify(c: Candidate, ref: Superblock, chosen: Map<number, Candidate>,
   chosen.set(role, c);
 }
 
-/** Brings the freshest stale members back into their own slots while more than one slot is empty. */
-function forceStale(stale: Candidate[], missing: number[], chosen: Map<number, Candidate>, report: MemberReport[]): void {
+/**
+ * Brings stale members back into their own slots while more than one slot is empty: first those
+ * merely behind (not recorded faulty), freshest first.
+ */
+function forceStale(ref: Superblock, stale: Candidate[], missing: number[], chosen: Map<number, Candidate>, report: MemberReport[]): void {
+  const failed = (c: Candidate) => (ref.devRoles[c.sb.devNumber] === ROLE_FAULTY ? 1 : 0);
   const bySlot = stale
     .filter((c) => c.sb.devRoles[c.sb.devNumber] < c.sb.raidDisks && missing.includes(c.sb.devRoles[c.sb.devNumber]))
-    .sort((a, b) => b.sb.events - a.sb.events);
+    .sort((a, b) => failed(a) - failed(b) || b.sb.events - a.sb.events);
   let empty = missing.length;
   for (const c of bySlot) {
     if (empty <= 1) break;
