@@ -1,0 +1,228 @@
+// Client side of option haggling, one option at a time ("option mode"). NbdClient.connect() uses it
+// for the usual GO handshake; tests use it directly to send any option, valid or not.
+//
+//   const hs = await ClientHandshake.open({ host: '127.0.0.1', port });
+//   await hs.extendedHeaders();                       // or hs.structuredReply()
+//   await hs.setMetaContext('disk', ['base:allocation']);
+//   const client = await hs.go('disk');               // -> NbdClient in transmission
+import net from 'node:net';
+import { NbdraidError, asNbdraidError } from '../errors.js';
+import {
+  type Info, decodeInfo, decodeMetaContextReply, decodeServerReply, encodeClientFlags, encodeInfoRequest,
+  encodeMetaContextRequest, encodeOption,
+} from './codec-handshake.js';
+import {
+  FLAG_FIXED_NEWSTYLE, FLAG_NO_ZEROES, INFO_BLOCK_SIZE, INFO_DESCRIPTION, INFO_NAME, OPT_ABORT, OPT_EXPORT_NAME,
+  OPT_EXTENDED_HEADERS, OPT_GO, OPT_INFO, OPT_LIST, OPT_LIST_META_CONTEXT, OPT_SET_META_CONTEXT,
+  OPT_STRUCTURED_REPLY, REP_ACK, REP_INFO, REP_META_CONTEXT, REP_SERVER,
+} from './constants.js';
+import { ClientFrameReader, type ClientFrame } from './frame-reader.js';
+import { NbdClient, type ExportInfo } from './client.js';
+
+export type Address = { host?: string; port: number } | { path: string };
+
+export interface OptionReply { type: number; data: Buffer }
+
+/** Thrown for an option error reply; `replyType` is the NBD_REP_ERR_* value. */
+export class OptionError extends NbdraidError {
+  constructor(readonly option: number, readonly replyType: number, message: string) {
+    super('EPROTO', `option ${option}`, `server replied 0x${replyType.toString(16)}${message ? `: ${message}` : ''}`);
+  }
+}
+
+export function isErrorReply(type: number): boolean {
+  return (type & 0x80000000) !== 0;
+}
+
+/** Shared by handshake and transmission: a socket feeding a ClientFrameReader. */
+export class FrameChannel {
+  private queue: ClientFrame[] = [];
+  private waiter: ((f: ClientFrame | Error) => void) | null = null;
+  private failure: Error | null = null;
+  /** In transmission, frames go here instead of the queue. */
+  onFrame: ((f: ClientFrame) => void) | null = null;
+  onError: ((err: Error) => void) | null = null;
+  /** How many data bytes follow a simple reply (set by NbdClient: the READ length on success). */
+  simpleDataLength: (cookie: bigint, error: number) => number = () => 0;
+
+  constructor(readonly socket: net.Socket, readonly reader: ClientFrameReader) {
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => this.fail(err));
+    socket.on('close', () => this.fail(new NbdraidError('EIO', 'nbd client', 'connection closed by the server')));
+  }
+
+  next(): Promise<ClientFrame> {
+    const f = this.queue.shift();
+    if (f) return Promise.resolve(f);
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.waiter = (x) => (x instanceof Error ? reject(x) : resolve(x));
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    this.reader.push(chunk);
+    try {
+      for (let f = this.reader.next(); f; f = this.reader.next()) this.deliver(f);
+    } catch (err) {
+      this.fail(err as Error);
+      this.socket.destroy();
+    }
+  }
+
+  private deliver(f: ClientFrame): void {
+    if (this.onFrame) return this.onFrame(f);
+    const w = this.waiter;
+    this.waiter = null;
+    if (w) w(f);
+    else this.queue.push(f);
+  }
+
+  private fail(err: Error): void {
+    if (this.failure) return;
+    this.failure = err;
+    const w = this.waiter;
+    this.waiter = null;
+    w?.(err);
+    this.onError?.(err);
+  }
+}
+
+export class ClientHandshake {
+  structured = false;
+  extended = false;
+  /** Context ids the server gave on the last SET_META_CONTEXT, by name. */
+  contexts = new Map<string, number>();
+  private readonly noZeroes: boolean;
+
+  private constructor(private readonly channel: FrameChannel, readonly handshakeFlags: number, clientFlags: number) {
+    this.noZeroes = (clientFlags & FLAG_NO_ZEROES) !== 0;
+  }
+
+  /** Connects, reads the greeting and sends client flags (default: what the server offers). */
+  static async open(addr: Address, opts: { clientFlags?: number } = {}): Promise<ClientHandshake> {
+    const socket = await connectSocket(addr);
+    const reader: ClientFrameReader = new ClientFrameReader((cookie, error): number => channel.simpleDataLength(cookie, error));
+    const channel: FrameChannel = new FrameChannel(socket, reader);
+    const greeting = await channel.next();
+    if (greeting.kind !== 'greeting') throw new NbdraidError('EPROTO', 'nbd client', 'expected a greeting');
+    const flags = opts.clientFlags ?? greeting.handshakeFlags & (FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES);
+    socket.write(encodeClientFlags(flags));
+    return new ClientHandshake(channel, greeting.handshakeFlags, flags);
+  }
+
+  /** Sends raw bytes (tests use it to send malformed options). */
+  sendRaw(b: Buffer): void {
+    this.channel.socket.write(b);
+  }
+
+  /** Sends an option and collects replies up to the final one (ACK or an error). */
+  async option(option: number, data?: Buffer): Promise<OptionReply[]> {
+    this.sendRaw(encodeOption(option, data));
+    const replies: OptionReply[] = [];
+    for (;;) {
+      const f = await this.channel.next();
+      if (f.kind !== 'optionReply') throw new NbdraidError('EPROTO', 'nbd client', `unexpected ${f.kind}`);
+      replies.push({ type: f.header.type, data: f.data });
+      if (f.header.type === REP_ACK || isErrorReply(f.header.type)) return replies;
+    }
+  }
+
+  /** Like option(), but throws OptionError on an error reply; returns the non-ACK replies. */
+  async optionOk(option: number, data?: Buffer): Promise<OptionReply[]> {
+    const replies = await this.option(option, data);
+    const last = replies[replies.length - 1];
+    if (isErrorReply(last.type)) throw new OptionError(option, last.type, last.data.toString('utf8'));
+    return replies.slice(0, -1);
+  }
+
+  async structuredReply(): Promise<void> {
+    await this.optionOk(OPT_STRUCTURED_REPLY);
+    this.structured = true;
+  }
+
+  async extendedHeaders(): Promise<void> {
+    await this.optionOk(OPT_EXTENDED_HEADERS);
+    this.extended = this.structured = true;
+  }
+
+  async list(): Promise<{ name: string; description: string }[]> {
+    const replies = await this.optionOk(OPT_LIST);
+    return replies.filter((r) => r.type === REP_SERVER).map((r) => decodeServerReply(r.data));
+  }
+
+  async info(name: string, infos = [INFO_NAME, INFO_DESCRIPTION, INFO_BLOCK_SIZE]): Promise<Info[]> {
+    const replies = await this.optionOk(OPT_INFO, encodeInfoRequest(name, infos));
+    return replies.filter((r) => r.type === REP_INFO).map((r) => decodeInfo(r.data));
+  }
+
+  async listMetaContext(name: string, queries: string[]): Promise<{ id: number; name: string }[]> {
+    const replies = await this.optionOk(OPT_LIST_META_CONTEXT, encodeMetaContextRequest(name, queries));
+    return replies.filter((r) => r.type === REP_META_CONTEXT).map((r) => decodeMetaContextReply(r.data));
+  }
+
+  async setMetaContext(name: string, queries: string[]): Promise<Map<string, number>> {
+    const replies = await this.optionOk(OPT_SET_META_CONTEXT, encodeMetaContextRequest(name, queries));
+    this.contexts = new Map(replies.filter((r) => r.type === REP_META_CONTEXT).map((r) => {
+      const c = decodeMetaContextReply(r.data);
+      return [c.name, c.id];
+    }));
+    return this.contexts;
+  }
+
+  /** Ends option haggling with GO and returns the client in transmission. */
+  async go(name: string, infos = [INFO_NAME, INFO_DESCRIPTION, INFO_BLOCK_SIZE]): Promise<NbdClient> {
+    const replies = await this.optionOk(OPT_GO, encodeInfoRequest(name, infos));
+    const info = exportInfo(replies.filter((r) => r.type === REP_INFO).map((r) => decodeInfo(r.data)));
+    return this.transmit(info);
+  }
+
+  /** Ends option haggling with the old EXPORT_NAME (no error reply possible: failure closes). */
+  async exportName(name: string): Promise<NbdClient> {
+    this.channel.reader.expectExportNameReply(this.noZeroes);
+    this.sendRaw(encodeOption(OPT_EXPORT_NAME, Buffer.from(name, 'utf8')));
+    const f = await this.channel.next();
+    if (f.kind !== 'exportNameReply') throw new NbdraidError('EPROTO', 'nbd client', `unexpected ${f.kind}`);
+    return this.transmit({ size: f.size, transmissionFlags: f.transmissionFlags });
+  }
+
+  /** Sends ABORT, waits for the ACK (or the server closing first), closes. */
+  async abort(): Promise<void> {
+    await this.option(OPT_ABORT).catch(() => []);
+    this.channel.socket.destroy();
+  }
+
+  close(): void {
+    this.channel.socket.destroy();
+  }
+
+  private transmit(info: ExportInfo): NbdClient {
+    this.channel.reader.startTransmission();
+    return new NbdClient(this.channel, info, {
+      structured: this.structured, extended: this.extended, contextId: this.contexts.get('base:allocation') ?? 0,
+    });
+  }
+}
+
+function exportInfo(infos: Info[]): ExportInfo {
+  const out: ExportInfo = { size: 0, transmissionFlags: 0 };
+  for (const i of infos) {
+    if ('size' in i) Object.assign(out, { size: i.size, transmissionFlags: i.transmissionFlags });
+    else if ('minimum' in i) out.blockSizes = { minimum: i.minimum, preferred: i.preferred, maximum: i.maximum };
+    else if ('name' in i) out.name = i.name;
+    else if ('description' in i) out.description = i.description;
+  }
+  return out;
+}
+
+function connectSocket(addr: Address): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = 'path' in addr ? net.connect(addr.path) : net.connect(addr.port, addr.host ?? '127.0.0.1');
+    socket.once('connect', () => {
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+    socket.once('error', (err) => reject(asNbdraidError(err, `connect ${'path' in addr ? addr.path : `${addr.host ?? '127.0.0.1'}:${addr.port}`}`)));
+  });
+}
