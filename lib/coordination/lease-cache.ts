@@ -149,12 +149,15 @@ export class LeaseCache {
     clearTimeout(this.cleanTimer);
     const cleanable = [...this.regions].filter(([, r]) => r.held && r.dirty && r.clean?.seq === r.lastWriteSeq && r.writes === 0);
     if (cleanable.length > 0) this.store.markClean(cleanable.map(([n]) => n));
-    for (const [n, r] of this.regions) {
+    for (const r of this.regions.values()) {
       for (const w of r.queue) w.reject(this.closedError());
       r.queue = [];
-      if (r.held) this.store.yield(n);
       r.held = false;
     }
+    // Withdraw our requests first, then give back whatever the database says we hold,
+    // including a lease handed to us while we were closing.
+    this.store.unwantAll();
+    for (const n of this.store.held()) this.store.yield(n);
     this.pending.clear();
   }
 

@@ -24,6 +24,7 @@ export class LeaseStore {
       get: db.prepare('SELECT * FROM region_leases WHERE array_name = ? AND region = ?'),
       insert: db.prepare(`INSERT INTO region_leases (array_name, region, holder, epoch, dirty, updated_at) VALUES (?, ?, ?, 1, 0, ?)`),
       take: db.prepare(`UPDATE region_leases SET holder = ?, epoch = epoch + 1, wanted_by = NULL, updated_at = ? WHERE array_name = ? AND region = ?`),
+      unwant: db.prepare('UPDATE region_leases SET wanted_by = NULL WHERE array_name = ? AND wanted_by = ?'),
       want: db.prepare('UPDATE region_leases SET wanted_by = ? WHERE array_name = ? AND region = ? AND wanted_by IS NULL'),
       wanted: db.prepare(`SELECT region, wanted_by, dirty FROM region_leases WHERE holder = ? AND wanted_by IS NOT NULL AND array_name = ?`),
       held: db.prepare('SELECT region FROM region_leases WHERE holder = ? AND array_name = ?'),
@@ -68,6 +69,11 @@ export class LeaseStore {
       if (this.s.want.run(me, this.arrayName, region).changes === 1) this.event('lease.wanted', region, { holder: row.holder });
       return { granted: false, holder: row.holder };
     }).immediate();
+  }
+
+  /** Withdraws every request of ours for leases of this array. */
+  unwantAll(): void {
+    this.s.unwant.run(this.arrayName, this.me());
   }
 
   /** Our leases that another controller asked for. */

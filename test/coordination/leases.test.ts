@@ -1,0 +1,163 @@
+// Region leases: the in-memory fast path, hand-over at a safe point, the write-intent bit, and,
+// across real processes, mutual exclusion under contention and the release of a killed holder's leases.
+import t from 'tap';
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Coordinator } from '../../lib/coordination/coordinator.js';
+import { LeaseCache } from '../../lib/coordination/lease-cache.js';
+import { LeaseStore } from '../../lib/coordination/leases.js';
+import { tempStateDir, throwsCode } from '../helpers/coordination.js';
+import { killHard, sleep, spawnNode, within } from '../helpers/processes.js';
+
+const WORKER = join(dirname(fileURLToPath(import.meta.url)), 'workers', 'lease-worker.js');
+
+function pair(t: { teardown(fn: () => void): void }) {
+  const dir = tempStateDir(t);
+  const a = Coordinator.open(dir, { tickMs: 5 });
+  const b = Coordinator.open(dir, { tickMs: 5 });
+  t.teardown(() => { a.close(); b.close(); });
+  return { dir, a, b };
+}
+
+/** A cache over a store whose SQL calls are counted. */
+function countedCache(c: Coordinator, opts = {}) {
+  const store = new LeaseStore(c.db, c.id, 'md0');
+  const calls = { n: 0 };
+  for (const m of ['tryAcquire', 'markDirty', 'markClean', 'yield', 'wanted'] as const) {
+    const orig = store[m].bind(store) as (...a: unknown[]) => unknown;
+    (store as unknown as Record<string, unknown>)[m] = (...a: unknown[]) => { calls.n++; return orig(...a); };
+  }
+  const cache = new LeaseCache(store, c.controllers, c.id, c.watcher, opts);
+  return { cache, store, calls };
+}
+
+t.test('a held lease is re-acquired without SQL; a write marks it dirty first', async (t) => {
+  const { a } = pair(t);
+  const { cache, store, calls } = countedCache(a);
+  t.teardown(() => cache.close());
+  await cache.acquire(3, { write: false });
+  cache.release(3, { write: false });
+  const after = calls.n;
+  for (let i = 0; i < 1000; i++) {
+    await cache.acquire(3, { write: false });
+    cache.release(3, { write: false });
+  }
+  t.equal(calls.n, after, '1000 reads of a held region ran no SQL');
+  t.equal(cache.tryAcquire(3, { write: true }), false, 'a first write cannot take the fast path');
+  await cache.acquire(3, { write: true });
+  t.equal(store.list()[0].dirty, true, 'the dirty bit is in the database before the write proceeds');
+  t.equal(cache.isDirty(3), true);
+  cache.release(3, { write: true });
+  const dirtyCalls = calls.n;
+  t.equal(cache.tryAcquire(3, { write: true }), true, 'later writes take the fast path');
+  cache.release(3, { write: true });
+  t.equal(calls.n, dirtyCalls);
+  throwsCode(t, () => cache.release(3, { write: false }), 'EINVAL');
+  t.same(cache.held(), [3]);
+});
+
+t.test('the dirty bit is cleared lazily after a flush once idle, not before', async (t) => {
+  const { a } = pair(t);
+  const { cache, store } = countedCache(a, { idleCleanMs: 30 });
+  t.teardown(() => cache.close());
+  await cache.acquireAll([2, 1], { write: true });
+  const early = cache.flushToken();
+  cache.releaseAll([1, 2], { write: true });
+  cache.flushed(early);
+  await sleep(80);
+  t.same(store.list().map((l) => l.dirty), [true, true], 'writes in flight at the token keep the bit');
+  const token = cache.flushToken();
+  await cache.acquire(2, { write: true });
+  cache.release(2, { write: true });
+  cache.flushed(token);
+  t.same(store.list().map((l) => l.dirty), [true, true], 'not cleared before idle');
+  await sleep(120);
+  t.same(store.list().map((l) => [l.region, l.dirty]), [[1, false], [2, true]], 'region 1 cleared; region 2 was written after the token');
+});
+
+t.test('hand-over: the holder is told, drains its I/O, then the waiter gets the lease', async (t) => {
+  const { a, b } = pair(t);
+  const told: number[] = [];
+  const la = a.leases('md0', { onWanted: (r) => told.push(r) });
+  const lb = b.leases('md0');
+  await la.acquire(5, { write: true });
+  let granted = false;
+  const waiting = lb.acquire(5, { write: false }).then(() => { granted = true; });
+  await sleep(60);
+  t.equal(granted, false, 'not granted while the holder has I/O in flight');
+  t.same(told, [5], 'the holder was told');
+  t.equal(la.tryAcquire(5, { write: false }), false, 'the holder admits no new I/O on a wanted region');
+  la.release(5, { write: true });
+  await waiting;
+  t.same(lb.held(), [5]);
+  t.same(la.held(), []);
+  t.equal(lb.isDirty(5), true, 'the dirty bit travels with the lease');
+  const rows = b.leaseStore('md0').list();
+  t.match(rows, [{ region: 5, holder: b.id, wantedBy: null, dirty: true, epoch: 2 }]);
+  lb.release(5, { write: false });
+  await la.acquire(5, { write: false });
+  t.same(la.held(), [5], 'and back, when the first holder asks again');
+  la.release(5, { write: false });
+  const kinds = a.events.list({ kindPrefix: 'lease.' }).map((e) => e.kind);
+  t.same(kinds.filter((k) => k !== 'lease.dirty'), ['lease.granted', 'lease.wanted', 'lease.handed-over', 'lease.wanted', 'lease.handed-over']);
+});
+
+t.test('close gives leases back and fails pending acquires', async (t) => {
+  const { a, b } = pair(t);
+  const la = a.leases('md0');
+  const lb = b.leases('md0');
+  await la.acquire(1, { write: false });
+  const pending = lb.acquire(1, { write: false });
+  const outcome = pending.then(() => 'granted', (e: { code: string }) => e.code);
+  await sleep(20);
+  lb.close();
+  t.equal(await outcome, 'ESHUTDOWN');
+  await t.rejects(lb.acquire(2, { write: false }), { code: 'ESHUTDOWN' });
+  la.release(1, { write: false });
+  la.close();
+  t.same(a.leaseStore('md0').list().filter((l) => l.holder !== null), [], 'no lease held after close');
+});
+
+t.test('two processes hammer overlapping regions: mutual exclusion holds', async (t) => {
+  const dir = tempStateDir(t);
+  const slots = join(dir, 'slots');
+  writeFileSync(slots, Buffer.alloc(4 * 8));
+  const workers = [0, 1].map(() => spawnNode(WORKER, [dir, 'hammer', slots, '4', '400']));
+  t.teardown(() => { for (const w of workers) w.proc.kill('SIGKILL'); });
+  const results = await Promise.all(workers.map((w) => w.waitFor(/^done (\d+) (\d+) (\d+)$/, 90_000)));
+  for (const [, holds, violations, wanted] of results) {
+    t.equal(Number(holds), 400, 'every hold ran');
+    t.equal(Number(violations), 0, 'nobody changed a slot during a hold');
+    t.ok(Number(wanted) > 0, `the holder was asked for its regions (${wanted} times)`);
+  }
+  t.same((await Promise.all(workers.map((w) => w.exited))).map((e) => e.code), [0, 0]);
+});
+
+t.test('a SIGKILLed holder: its leases are free within a second, dirty ones recorded for resync', async (t) => {
+  const dir = tempStateDir(t);
+  const holder = spawnNode(WORKER, [dir, 'hold', '0,1,2,3', '1,2']);
+  t.teardown(() => holder.proc.kill('SIGKILL'));
+  const [, holderId] = await holder.waitFor(/^held (\d+)$/);
+  const c = Coordinator.open(dir, { tickMs: 10 });
+  t.teardown(() => c.close());
+  const leases = c.leases('md0');
+  const waiting = leases.acquire(1, { write: false });
+  await sleep(50);
+  t.equal(c.leaseStore('md0').list().find((l) => l.region === 1)?.wantedBy, c.id, 'waiting on a live holder');
+  t.equal(c.controllers.isAlive(Number(holderId)), true);
+  await killHard(holder);
+  const killedAt = Date.now();
+  t.not(await within(waiting, 1000), 'timeout', `granted ${Date.now() - killedAt} ms after the kill`);
+  await sleep(300); // the periodic reaping frees the leases nobody waited for as well
+  const rows = c.leaseStore('md0').list();
+  t.same(rows.map((l) => [l.region, l.holder]), [[1, c.id]], 'only the lease we took remains');
+  t.equal(rows[0].dirty, false, 'the new holder starts clean');
+  t.same(c.leaseStore('md0').pendingResync().map((r) => [r.region, r.fromController]), [[1, Number(holderId)], [2, Number(holderId)]]);
+  t.equal(c.controllers.require(Number(holderId)).state, 'dead');
+  const dead = c.events.list({ kindPrefix: 'controller.dead' });
+  t.match(dead[0]?.detail, { controller: Number(holderId), leasesFreed: 4, dirtyRegions: [{ region: 1 }, { region: 2 }] });
+  c.leaseStore('md0').clearResync([1, 2]);
+  t.same(c.leaseStore('md0').pendingResync(), []);
+  leases.release(1, { write: false });
+});

@@ -1,0 +1,57 @@
+// A controller process for the region lease tests. Usage:
+//   lease-worker STATE hammer SLOT_FILE REGIONS HOLDS  - random holds; each writes our id into the
+//       region's slot of SLOT_FILE and checks nobody changed it before release; prints
+//       "done <holds> <violations> <handed-over>"
+//   lease-worker STATE hold R1,R2 W1,W2                - holds regions (writes on W*), prints "held <id>", waits
+import { openSync, readSync, writeSync } from 'node:fs';
+import { Coordinator } from '../../../lib/coordination/coordinator.js';
+
+const [stateDir, mode, ...args] = process.argv.slice(2);
+const coord = Coordinator.open(stateDir, { tickMs: 5, reapMs: 100 });
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function hammer(slotFile: string, regions: number, holds: number): Promise<void> {
+  let wanted = 0;
+  const leases = coord.leases('md0', { onWanted: () => wanted++, idleCleanMs: 50 });
+  const fd = openSync(slotFile, 'r+');
+  const me = Buffer.alloc(8);
+  me.writeBigUInt64LE(BigInt(coord.id));
+  let violations = 0, started = 0, done = 0;
+  const deadline = Date.now() + 60_000;
+  // Start together with the other hammering process, so that the holds overlap.
+  while (coord.controllers.list().filter((c) => c.state === 'live').length < 2 && Date.now() < deadline) await sleep(5);
+  const loop = async (): Promise<void> => {
+    while (started < holds && Date.now() < deadline) {
+      started++;
+      const region = Math.floor(Math.random() * regions);
+      const write = Math.random() < 0.5;
+      await leases.acquire(region, { write });
+      writeSync(fd, me, 0, 8, region * 8);
+      await sleep(Math.random() < 0.5 ? 0 : 1);
+      const seen = Buffer.alloc(8);
+      readSync(fd, seen, 0, 8, region * 8);
+      if (!seen.equals(me)) violations++;
+      leases.release(region, { write });
+      done++;
+    }
+  };
+  await Promise.all([loop(), loop(), loop()]);
+  const token = leases.flushToken();
+  leases.flushed(token);
+  process.stdout.write(`done ${done} ${violations} ${wanted}\n`);
+  coord.close();
+}
+
+async function hold(regions: number[], writes: number[]): Promise<void> {
+  const leases = coord.leases('md0');
+  for (const r of regions) await leases.acquire(r, { write: writes.includes(r) });
+  process.stdout.write(`held ${coord.id}\n`);
+  for (;;) await sleep(1000);
+}
+
+const list = (s: string | undefined): number[] => (s ? s.split(',').filter(Boolean).map(Number) : []);
+const run = mode === 'hammer' ? hammer(args[0], Number(args[1]), Number(args[2])) : hold(list(args[0]), list(args[1]));
+run.catch((err: unknown) => {
+  process.stderr.write(`lease-worker: ${(err as Error).stack}\n`);
+  process.exit(1);
+});
