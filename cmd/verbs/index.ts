@@ -7,6 +7,12 @@ import { assembleCommand } from './assemble.js';
 import { statusCommand } from './status.js';
 import { failCommand } from './fail.js';
 import { removeCommand } from './remove.js';
+import { addSpareCommand } from './add-spare.js';
+import { replaceCommand } from './replace.js';
+import { checkCommand, repairCommand } from './scrub.js';
+import { throttleCommand } from './throttle.js';
+import { clusterCommand } from './cluster.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const verbs: CommandModule<any, any>[] = [serveCommand, createCommand, examineCommand, assembleCommand, statusCommand, failCommand, removeCommand];
+export const verbs: CommandModule<any, any>[] = [serveCommand, createCommand, examineCommand, assembleCommand, statusCommand, failCommand, removeCommand,
+  clusterCommand, addSpareCommand, replaceCommand, checkCommand, repairCommand, throttleCommand];

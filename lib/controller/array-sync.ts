@@ -48,10 +48,14 @@ export class ArraySync {
     if (m.slot === null || m.slot >= this.volume.slots.length) return;
     const slot = this.volume.slots[m.slot];
     const localPath = this.volume.meta.diskInSlot(m.slot)?.path;
+    const here = slot.state !== 'faulty' && slot.state !== 'missing';
     try {
-      if (m.state === 'faulty' && slot.state !== 'faulty' && slot.state !== 'missing' && localPath === m.path) {
+      // A member that another process failed, removed or replaced is failed here first.
+      const gone = m.state === 'faulty' || m.state === 'removed' || (m.state === 'rebuilding' && localPath !== m.path);
+      if (gone && here && (localPath === m.path || m.state === 'rebuilding')) {
         await this.volume.failMember(m.slot, 'failed by another controller or by request', { force: true });
-      } else if (m.state === 'removed' && slot.state === 'faulty' && localPath === m.path) {
+      }
+      if (m.state === 'removed' && slot.state === 'faulty' && localPath === m.path) {
         await this.volume.removeMember(m.slot);
       } else if (m.state === 'rebuilding' && (slot.state === 'faulty' || slot.state === 'missing')) {
         const handle = await openMember(m.path, { lock: 'shared' });

@@ -28,6 +28,8 @@ export interface ControllerOptions {
 
 /** How often the initiator duties are looked at besides registry changes (ms). */
 const DUTY_MS = 500;
+/** Least time between automatic restarts of a failed rebuild (ms). */
+const RETRY_MS = 30_000;
 
 export class Controller {
   readonly regionStripes: number;
@@ -37,6 +39,7 @@ export class Controller {
   private readonly timer: NodeJS.Timeout;
   private readonly stopWatching: () => void;
   private stopped = false;
+  private lastRebuildRestart = 0;
 
   private constructor(
     readonly coord: Coordinator,
@@ -80,7 +83,7 @@ export class Controller {
             enter: (a, b, w) => late.gate!.enter(a, b, w),
             leave: (a, b, w) => late.gate!.leave(a, b, w),
           },
-          onMemberFailed: (slot, reason) => late.ctl?.memberFailed(slot, reason),
+          onMemberFailed: (slot, reason, path) => late.ctl?.memberFailed(slot, reason, path),
           log,
         },
       });
@@ -140,12 +143,17 @@ export class Controller {
     }
   }
 
-  private memberFailed(slot: number, reason: string): void {
+  /** The volume failed a member: record it (unless the registry already says it is gone). */
+  private memberFailed(slot: number, reason: string, path: string | undefined): void {
     try {
-      this.coord.arrays.update(this.opts.arrayName, (r) => {
-        const m = r.members.find((x) => x.slot === slot && (x.state === 'active' || x.state === 'rebuilding'));
-        if (m) m.state = 'faulty';
-      });
+      const rec = this.coord.arrays.require(this.opts.arrayName);
+      const known = rec.members.find((x) => x.slot === slot && x.path === path && (x.state === 'active' || x.state === 'rebuilding'));
+      if (known) {
+        this.coord.arrays.update(this.opts.arrayName, (r) => {
+          const m = r.members.find((x) => x.slot === slot && x.path === path && (x.state === 'active' || x.state === 'rebuilding'));
+          if (m) m.state = 'faulty';
+        });
+      }
     } catch (err) {
       this.log(`could not record member ${slot} faulty: ${(err as Error).message}`);
     }
@@ -169,14 +177,18 @@ export class Controller {
   }
 
   private async maybeStartRebuild(): Promise<void> {
+    if (this.activeTask('rebuild')) return;
+    const resume = this.volume.slots.find((s) => s.state === 'rebuilding');
+    if (resume) return this.restartRebuild(resume.index);
     const slot = this.volume.slots.find((s) => s.state === 'faulty' || s.state === 'missing');
-    if (!slot || this.activeTask('rebuild')) return;
+    if (!slot) return;
     let chosen: { path: string; deviceUuid: string } | undefined;
     const name = this.opts.arrayName;
     // One transaction picks the spare: of several controllers seeing the failure, one wins.
     this.coord.arrays.update(name, (r) => {
       if (r.members.some((m) => m.state === 'rebuilding')) return;
-      const spare = r.members.find((m) => m.state === 'spare');
+      const spares = r.members.filter((m) => m.state === 'spare');
+      const spare = spares.find((m) => m.slot === slot.index) ?? spares.find((m) => m.slot === null);
       if (!spare) return;
       for (const m of r.members) if (m.slot === slot.index && m.state === 'faulty') m.state = 'removed';
       spare.state = 'rebuilding';
@@ -186,10 +198,31 @@ export class Controller {
     if (!chosen) return;
     const handle = await openMember(chosen.path, { lock: 'shared' });
     await this.volume.addRebuildMember(slot.index, handle.device, { path: chosen.path, deviceUuid: parseUuid(chosen.deviceUuid) });
-    const dataset: RebuildDataset = { slot: slot.index, ...chosen };
-    const task = this.coord.createTask({ kind: 'rebuild', arrayName: name, dataset, partitions: planRange(this.volume.g.stripes, this.regionStripes) });
-    this.log(`${name}: rebuilding slot ${slot.index} onto ${chosen.path} (task ${task.id}, ${task.partitionsTotal} partitions)`);
+    this.createRebuild({ slot: slot.index, ...chosen });
+  }
+
+  private createRebuild(dataset: RebuildDataset): void {
+    const task = this.coord.createTask({ kind: 'rebuild', arrayName: this.opts.arrayName, dataset, partitions: planRange(this.volume.g.stripes, this.regionStripes) });
+    this.log(`${this.opts.arrayName}: rebuilding slot ${dataset.slot} onto ${dataset.path} (task ${task.id}, ${task.partitionsTotal} partitions)`);
     this.worker.poke();
+  }
+
+  /**
+   * A member is being rebuilt but no rebuild task runs (it failed, or was cancelled): start it
+   * again, at most once per RETRY_MS. Stripes already recovered are simply rebuilt again.
+   */
+  private restartRebuild(slot: number): void {
+    if (Date.now() - this.lastRebuildRestart < RETRY_MS) return;
+    const rec = this.coord.arrays.require(this.opts.arrayName);
+    const m = rec.members.find((x) => x.slot === slot && x.state === 'rebuilding');
+    if (!m) return;
+    const last = this.coord.tasks.list({ arrayName: this.opts.arrayName })
+      .filter((t) => t.kind === 'rebuild' && (t.dataset as RebuildDataset).path === m.path).pop();
+    // No task yet: its initiator is about to write it, unless it died before (then wait it out).
+    const since = last ? last.finishedAt ?? Date.now() : rec.updatedAt;
+    if (Date.now() - since < RETRY_MS) return;
+    this.lastRebuildRestart = Date.now();
+    this.createRebuild({ slot, path: m.path, deviceUuid: m.deviceUuid });
   }
 
   private maybeStartResync(): void {

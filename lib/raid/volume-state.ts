@@ -163,7 +163,7 @@ export class VolumeState {
     }
     this.log(`array ${this.vol.name}: member ${s.index}${disk?.path ? ` (${disk.path})` : ''} marked faulty: ${reason}; running degraded`);
     this.vol.emit('member-failed', s.index, reason);
-    this.opts.onMemberFailed?.(s.index, reason);
+    this.opts.onMemberFailed?.(s.index, reason, disk?.path);
     await this.commit();
   }
 

@@ -26,7 +26,8 @@ export interface RegionGate {
 
 export interface RaidVolumeOptions {
   gate?: RegionGate;
-  onMemberFailed?: (slot: number, reason: string) => void;
+  /** A member was marked faulty; `path` is the failed device (the slot may get another later). */
+  onMemberFailed?: (slot: number, reason: string, path: string | undefined) => void;
   /** Superblocks marked dirty before the first write, clean when idle and on close (default true). */
   trackClean?: boolean;
   /** Idle time before the superblocks are marked clean again (ms, default 1000). */
