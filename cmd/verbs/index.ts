@@ -12,7 +12,11 @@ import { replaceCommand } from './replace.js';
 import { checkCommand, repairCommand } from './scrub.js';
 import { throttleCommand } from './throttle.js';
 import { clusterCommand } from './cluster.js';
+import { tasksCommand } from './tasks.js';
+import { controllersCommand } from './controllers.js';
+import { eventsCommand } from './events.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const verbs: CommandModule<any, any>[] = [serveCommand, createCommand, examineCommand, assembleCommand, statusCommand, failCommand, removeCommand,
-  clusterCommand, addSpareCommand, replaceCommand, checkCommand, repairCommand, throttleCommand];
+  clusterCommand, addSpareCommand, replaceCommand, checkCommand, repairCommand, throttleCommand,
+  tasksCommand, controllersCommand, eventsCommand];
