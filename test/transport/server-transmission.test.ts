@@ -97,7 +97,12 @@ for (const [mode, opts] of MODES) {
     } else {
       cases.push(['oversized DF read', { type: C.CMD_READ, flags: C.CMD_FLAG_DF, offset: 0, length: 2 << 20 }, C.NBD_EOVERFLOW]);
       cases.push(['block status past the end', { type: C.CMD_BLOCK_STATUS, offset: SIZE, length: 512 }, C.NBD_EINVAL]);
-      cases.push(['PAYLOAD_LEN on a read', { type: C.CMD_READ, flags: C.CMD_FLAG_PAYLOAD_LEN, offset: 0, length: 512 }, C.NBD_EINVAL]);
+    }
+    if (mode === 'extended') {
+      // With extended headers PAYLOAD_LEN announces a payload: it is consumed, then refused.
+      cases.push(['PAYLOAD_LEN on a read', { type: C.CMD_READ, flags: C.CMD_FLAG_PAYLOAD_LEN, offset: 0, payload: Buffer.alloc(512, 3) }, C.NBD_EINVAL]);
+    } else {
+      cases.push(['PAYLOAD_LEN without extended headers', { type: C.CMD_READ, flags: C.CMD_FLAG_PAYLOAD_LEN, offset: 0, length: 512 }, C.NBD_EINVAL]);
     }
     const marker = random(512, 9);
     await c.write(4096, marker);
