@@ -15,7 +15,8 @@ export interface ClaimFilter { taskId?: number; kinds?: string[]; arrayName?: st
 export interface Claimed { task: TaskRecord; partition: PartitionRecord }
 export interface PartitionRef { taskId: number; idx: number }
 
-const PAGE = 8;
+/** READY partitions are read one first (the default policy needs no more), then in pages. */
+const PAGE = 16;
 
 export class PartitionWork {
   private readonly events: EventLog;
@@ -29,6 +30,7 @@ export class PartitionWork {
       me: db.prepare('SELECT state FROM controllers WHERE id = ?'),
       running: db.prepare(`SELECT * FROM tasks WHERE state = 'RUNNING' AND partitions_done < partitions_total ORDER BY id`),
       task: db.prepare('SELECT * FROM tasks WHERE id = ?'),
+      readyFirst: db.prepare(`SELECT * FROM partitions INDEXED BY partitions_state WHERE task_id = ? AND state = 'READY' ORDER BY idx LIMIT 1`),
       readyPage: db.prepare(`SELECT * FROM partitions INDEXED BY partitions_state WHERE task_id = ? AND state = 'READY' AND idx > ? ORDER BY idx LIMIT ${PAGE}`),
       stateOf: db.prepare('SELECT state FROM partitions WHERE task_id = ? AND idx = ?'),
       part: db.prepare('SELECT * FROM partitions WHERE task_id = ? AND idx = ?'),
@@ -183,11 +185,14 @@ export class PartitionWork {
   }
 
   private context(task: TaskRecord): ClaimContext {
-    const { readyPage, stateOf } = this.s;
+    const { readyFirst, readyPage, stateOf } = this.s;
     return {
       task,
       *ready() {
-        for (let after = -1; ;) {
+        const first = readyFirst.get(task.id) as PartitionRow | undefined;
+        if (!first) return;
+        yield toPartition(first);
+        for (let after = first.idx; ;) {
           const rows = readyPage.all(task.id, after) as PartitionRow[];
           for (const r of rows) yield toPartition(r);
           if (rows.length < PAGE) return;
