@@ -83,8 +83,11 @@ export class ArrayMetadata {
    * not faulty. Returns the disks whose write failed; the caller decides what that means.
    */
   async commit(): Promise<MemberDisk[]> {
-    this.events++;
     const live = this.disks.filter((d) => d.device && d.role !== ROLE_FAULTY);
+    // Other processes serving the same array (a cluster of controllers) commit too: continue from
+    // the highest events on the members so the counter never goes back.
+    const onDisk = await Promise.all(live.map((d) => probeSuperblock(d.device as BlockDevice, d.path ?? 'member').catch(() => undefined)));
+    this.events = Math.max(this.events, ...onDisk.map((sb) => (sb && sb.setUuid.equals(this.info.uuid) ? sb.events : -Infinity))) + 1;
     const results = await Promise.allSettled(live.map((d) => writeSuperblock(d.device as BlockDevice, this.superblockFor(d))));
     return live.filter((_, i) => results[i].status === 'rejected');
   }
