@@ -48,7 +48,7 @@ export class FrameChannel {
   constructor(readonly socket: net.Socket, readonly reader: ClientFrameReader) {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (err) => this.fail(err));
+    socket.on('error', (err) => this.fail(asNbdraidError(err, 'nbd client')));
     socket.on('close', () => this.fail(new NbdraidError('EIO', 'nbd client', 'connection closed by the server')));
   }
 

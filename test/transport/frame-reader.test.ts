@@ -33,7 +33,7 @@ function randomCuts(len: number, rnd: () => number): number[] {
 
 function lcg(seed: number): () => number {
   let s = seed;
-  return () => ((s = (s * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  return () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 0x1_0000_0000;
 }
 
 // What a client sends: flags, EXTENDED_HEADERS, an option over maxOptionData, GO, then extended

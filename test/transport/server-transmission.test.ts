@@ -23,7 +23,7 @@ function shaped(): MemoryDevice {
 function random(n: number, seed: number): Buffer {
   const b = Buffer.alloc(n);
   let s = seed;
-  for (let i = 0; i < n; i++) b[i] = (s = (s * 1103515245 + 12345) >>> 0) >>> 24;
+  for (let i = 0; i < n; i++) b[i] = (s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 24;
   return b;
 }
 
