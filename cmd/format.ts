@@ -1,17 +1,4 @@
-// Human output for the CLI: sizes, rates, durations, tables and md-like progress bars.
-import { NbdraidError } from '../lib/errors.js';
-
-const UNITS: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
-
-/** Parses "512K", "1G", "4096", "2GiB" (binary units) into bytes. */
-export function parseSize(text: string, what = 'size'): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$/i.exec(text);
-  if (!m) throw new NbdraidError('EINVAL', what, `'${text}' is not a size; use a number with an optional K, M, G or T suffix (e.g. 512K, 1G)`);
-  const bytes = Number(m[1]) * UNITS[m[2].toUpperCase()];
-  if (!Number.isSafeInteger(bytes)) throw new NbdraidError('EINVAL', what, `'${text}' is not a whole number of bytes`);
-  return bytes;
-}
-
+// Human output for the CLI (sizes are parsed by lib/raid/units.ts): byte counts, rates, durations, tables and md-like progress bars.
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = bytes;

@@ -1,15 +1,5 @@
 import t from 'tap';
-import { parseSize, formatBytes, progressBar, table, formatDuration } from '../cmd/format.js';
-
-t.test('parseSize', async (t) => {
-  t.equal(parseSize('512K'), 512 * 1024);
-  t.equal(parseSize('1G'), 2 ** 30);
-  t.equal(parseSize('2GiB'), 2 ** 31);
-  t.equal(parseSize('4096'), 4096);
-  t.equal(parseSize('1.5M'), 1.5 * 2 ** 20);
-  t.throws(() => parseSize('12Q', '--size'), { code: 'EINVAL', message: /^--size: '12Q' is not a size/ });
-  t.throws(() => parseSize('0.3K'), { code: 'EINVAL' });
-});
+import { formatBytes, progressBar, table, formatDuration } from '../cmd/format.js';
 
 t.test('formatting', async (t) => {
   t.equal(formatBytes(512), '512 B');
