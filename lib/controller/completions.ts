@@ -35,7 +35,7 @@ export function registerCompletions(coord: Coordinator, volume: RaidVolume, arra
   const scrubResult = (task: TaskRecord, repaired: boolean) => {
     const stripes = coord.tasks.partitions(task.id).flatMap((p) => (p.checkpoint as Checkpoint | null)?.mismatches ?? []);
     const list: Mismatch[] = stripes.slice(0, MAX_LISTED).map((s) => describeMismatch(volume, s, repaired));
-    log(`${arrayName}: ${task.kind} found ${stripes.length} mismatched stripes${repaired ? ' (parity rewritten)' : ''}`);
+    log(`${arrayName}: ${task.kind} found ${stripes.length} mismatched stripes${repaired && stripes.length > 0 ? ' (parity rewritten)' : ''}`);
     return { mismatches: stripes.length, list, truncated: stripes.length > MAX_LISTED };
   };
   coord.onCompletion('check', (task) => scrubResult(task, false));

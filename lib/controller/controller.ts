@@ -28,6 +28,8 @@ export interface ControllerOptions {
 
 /** How often the initiator duties are looked at besides registry changes (ms). */
 const DUTY_MS = 500;
+/** How often written regions are flushed so that their write-intent bits can be cleared (ms). */
+const CLEAN_MS = 3000;
 /** Least time between automatic restarts of a failed rebuild (ms). */
 const RETRY_MS = 30_000;
 
@@ -37,6 +39,7 @@ export class Controller {
   private readonly worker: Worker;
   private readonly sync: ArraySync;
   private readonly timer: NodeJS.Timeout;
+  private readonly cleaner: NodeJS.Timeout;
   private readonly stopWatching: () => void;
   private stopped = false;
   private lastRebuildRestart = 0;
@@ -61,6 +64,7 @@ export class Controller {
     registerCompletions(coord, volume, name, this.sync, log);
     this.stopWatching = coord.arrays.watch(name, () => void this.onRegistryChange(), 100);
     this.timer = setInterval(() => void this.duties(), DUTY_MS);
+    this.cleaner = setInterval(() => void this.markIdleRegionsClean(), CLEAN_MS);
   }
 
   /** Starts a controller for `arrayName`: assemble, listen, then take background work. */
@@ -114,11 +118,29 @@ export class Controller {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.timer);
+    clearInterval(this.cleaner);
     this.stopWatching();
     await this.server.close();
     await this.worker.stop();
-    await this.volume.close();
-    this.coord.close();
+    const token = this.cache.flushToken();
+    await this.volume.close(); // flushes every member first
+    if (!this.volume.offline) this.cache.flushed(token);
+    this.coord.close(); // gives the leases back, clean where the flush covered every write
+  }
+
+  /**
+   * Write intent is cleared lazily, as md's bitmap: make the members durable, then the lease cache
+   * clears the bits of regions that saw no write since, once they stay idle.
+   */
+  private async markIdleRegionsClean(): Promise<void> {
+    if (this.stopped || this.volume.offline || !this.cache.held().some((r) => this.cache.isDirty(r))) return;
+    const token = this.cache.flushToken();
+    try {
+      await this.volume.flush();
+      this.cache.flushed(token);
+    } catch (err) {
+      this.log(`${this.opts.arrayName}: flush for write intent failed: ${(err as Error).message}`);
+    }
   }
 
   private async onRegistryChange(): Promise<void> {
