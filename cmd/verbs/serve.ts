@@ -51,7 +51,10 @@ async function listenOn(server: NbdServer, args: ServeArgs): Promise<ListenAddre
 
 /** Serves until SIGINT/SIGTERM, then shuts down gracefully and closes the device. */
 async function serveDevice(device: BlockDevice, exportName: string, args: ServeArgs): Promise<void> {
-  const server = new NbdServer({ exports: [{ name: exportName, device, readOnly: args['read-only'] }] });
+  const server = new NbdServer({
+    exports: [{ name: exportName, device, readOnly: args['read-only'] }],
+    log: (message) => process.stderr.write(`nbdraid: ${message}\n`),
+  });
   let bound: ListenAddress;
   try {
     bound = await listenOn(server, args);
