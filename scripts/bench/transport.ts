@@ -55,8 +55,12 @@ function measure(io: FioIo): Measurement {
 
 async function fioJob(server: ServerProcess, section: string, size: number, runtime: number): Promise<FioIo[]> {
   const env = { NBD_URI: server.uri(), FIO_SIZE: String(size), FIO_RUNTIME: String(runtime) };
-  const report = await runFio({ jobFile: 'transport-bench.fio', section, env, timeoutMs: (runtime + 120) * 1000 });
-  return [report.jobs[0].read, report.jobs[0].write];
+  try {
+    const report = await runFio({ jobFile: 'transport-bench.fio', section, env, timeoutMs: (runtime + 120) * 1000 });
+    return [report.jobs[0].read, report.jobs[0].write];
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n--- server stderr ---\n${server.stderr().slice(-4000)}`);
+  }
 }
 
 function table(rows: Row[]): string {

@@ -29,6 +29,7 @@ t.test('randwrite then verify (crc32c), 4 jobs over TCP', async (tt) => {
   const again = await runFio({ jobFile: 'verify.fio', env: env(server.uri(), true) });
   tt.equal(again.jobs[0].error, 0, 'verify-only on new connections passes');
   tt.equal(again.jobs[0].read.io_bytes, JOBS * JOB_SIZE, 'verify-only read everything');
+  tt.equal(await server.stop(), 0, 'the server exits cleanly on SIGTERM');
 });
 
 t.test('verify-only against an empty export fails', async (tt) => {

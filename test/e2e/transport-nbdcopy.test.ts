@@ -55,6 +55,7 @@ t.test('nbdcopy up and down over 4 connections keeps every byte', async (tt) => 
   tt.same(connectedHandles(down.stderr, 'src'), ['src0', 'src1', 'src2', 'src3'], '4 NBD connections opened for the download');
   tt.equal(fs.statSync(back).size, SIZE, 'downloaded image has the export size');
   tt.equal(sha256File(back), want, 'the downloaded bytes equal the source');
+  tt.equal(await server.stop(), 0, 'the server exits cleanly on SIGTERM');
 });
 
 t.test('nbdcopy between two nbdraid servers', async (tt) => {
