@@ -70,9 +70,9 @@ export function validateRequest(ctx: TransmissionContext, req: NbdRequest, paylo
   if (ctx.shuttingDown) return reject(NBD_ESHUTDOWN, req, 'server is shutting down');
   const allowed = ALLOWED_FLAGS[req.type];
   if (allowed === undefined) return reject(NBD_EINVAL, req, 'unknown command');
+  if (ctx.exp.readOnly && isWriteCommand(req.type)) return reject(NBD_EPERM, req, 'export is read-only');
   const flagError = validateFlags(ctx, req, allowed);
   if (flagError) return flagError;
-  if (ctx.exp.readOnly && isWriteCommand(req.type)) return reject(NBD_EPERM, req, 'export is read-only');
   const feature = COMMAND_FEATURE[req.type];
   if (feature !== undefined && (ctx.flags & feature) === 0) return reject(NBD_EINVAL, req, 'not advertised');
   if (req.type === CMD_BLOCK_STATUS && ctx.contextId === 0) return reject(NBD_EINVAL, req, 'no meta context selected');
