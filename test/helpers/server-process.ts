@@ -1,5 +1,6 @@
 // Starts an NBD server as a child process for end-to-end tests and benchmarks: nbdraid
-// (`node dist/cmd/nbdraid.js serve --file ...`) or, as a reference, nbdkit's file plugin.
+// (`node dist/cmd/nbdraid.js serve --file ...` or any other `serve` invocation) or, as a
+// reference, nbdkit's file plugin.
 // start* returns once the server answers with the NBD greeting; stop() ends it (SIGTERM, then
 // SIGKILL) and is also registered as a teardown. The server's stderr is kept for failure messages.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -21,8 +22,18 @@ export interface ServerOptions {
   /** Serve on this unix socket instead of a free loopback TCP port. */
   socket?: string;
   readOnly?: boolean;
-  /** Extra arguments, e.g. node flags for nbdraid (placed before the script). */
+  /** Node flags for nbdraid (placed before the script), e.g. --cpu-prof. */
   nodeArgs?: string[];
+}
+
+export interface ServeOptions {
+  /** What follows `nbdraid serve`, e.g. ['NAME', '--state', DIR]; the listen address is appended. */
+  args: string[];
+  /** The export name clients use (for uri()). */
+  exportName: string;
+  socket?: string;
+  nodeArgs?: string[];
+  env?: Record<string, string>;
 }
 
 export interface ServerProcess {
@@ -47,14 +58,20 @@ export interface TestHooks {
 const READY_TIMEOUT_MS = 15_000;
 const STOP_GRACE_MS = 5_000;
 
+/** `nbdraid serve --file FILE [--export NAME] [--read-only]`. */
 export function startNbdraid(t: TestHooks | null, opts: ServerOptions): Promise<ServerProcess> {
-  return startWithRetry(t, opts, 'nbdraid', (endpoint) => {
-    const args = [...(opts.nodeArgs ?? []), nbdraidCli, 'serve', '--file', opts.file];
-    args.push('--state', path.join(path.dirname(opts.file), '.nbdraid-state'));
-    if (opts.exportName !== undefined) args.push('--export', opts.exportName);
-    if (opts.readOnly) args.push('--read-only');
+  const args = ['--file', opts.file, '--state', path.join(path.dirname(opts.file), '.nbdraid-state')];
+  if (opts.exportName !== undefined) args.push('--export', opts.exportName);
+  if (opts.readOnly) args.push('--read-only');
+  return startNbdraidServe(t, { args, exportName: opts.exportName ?? path.basename(opts.file), socket: opts.socket, nodeArgs: opts.nodeArgs });
+}
+
+/** Any `nbdraid serve ...` invocation (an array, a file), on a free port or the given socket. */
+export function startNbdraidServe(t: TestHooks | null, opts: ServeOptions): Promise<ServerProcess> {
+  return startWithRetry(t, { socket: opts.socket, exportName: opts.exportName }, 'nbdraid', (endpoint) => {
+    const args = [...(opts.nodeArgs ?? []), nbdraidCli, 'serve', ...opts.args];
     args.push(...endpointArgs(endpoint, '--listen', '--socket'));
-    return spawnServer(process.execPath, args);
+    return spawnServer(process.execPath, args, opts.env);
   });
 }
 
@@ -85,9 +102,9 @@ interface Spawned {
   exited: Promise<number | null>;
 }
 
-function spawnServer(cmd: string, args: string[]): Spawned {
+function spawnServer(cmd: string, args: string[], env: Record<string, string> = {}): Spawned {
   const child = spawn(cmd, args, {
-    env: { ...process.env, PATH: toolPath() },
+    env: { ...process.env, PATH: toolPath(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
@@ -104,8 +121,13 @@ function spawnServer(cmd: string, args: string[]): Spawned {
 }
 
 /** A free port can be taken by someone else before the server binds it: retry a few times. */
+interface Where {
+  socket?: string;
+  exportName?: string;
+}
+
 async function startWithRetry(
-  t: TestHooks | null, opts: ServerOptions, name: string, launch: (e: Endpoint) => Spawned,
+  t: TestHooks | null, opts: Where, name: string, launch: (e: Endpoint) => Spawned,
 ): Promise<ServerProcess> {
   for (let attempt = 1; ; attempt++) {
     const endpoint: Endpoint = opts.socket ? { socket: opts.socket } : { port: await freePort() };
@@ -120,7 +142,7 @@ async function startWithRetry(
   }
 }
 
-function wrap(t: TestHooks | null, opts: ServerOptions, name: string, s: Spawned, e: Endpoint): ServerProcess {
+function wrap(t: TestHooks | null, opts: Where, name: string, s: Spawned, e: Endpoint): ServerProcess {
   let stopping: Promise<number | null> | undefined;
   const server: ServerProcess = {
     pid: s.child.pid as number,
