@@ -40,7 +40,7 @@ export class NbdServer implements SessionHost {
   readonly exports = new ExportRegistry();
   readonly limits: SessionLimits;
   readonly stats: ServerStats = {
-    connections: 0, requests: 0, protocolErrors: 0, peakInflightRequests: 0, peakInflightBytes: 0, peakBufferedBytes: 0,
+    connections: 0, requests: 0, protocolErrors: 0, peakInflightRequests: 0, peakInflightBytes: 0, peakBufferedBytes: 0, peakUnsentBytes: 0,
   };
   shuttingDown = false;
   private readonly sessions = new Set<Session>();

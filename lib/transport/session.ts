@@ -34,6 +34,8 @@ export interface ServerStats {
   peakInflightRequests: number;
   peakInflightBytes: number;
   peakBufferedBytes: number;
+  /** Largest backlog of replies written but not yet taken by the kernel, on one connection. */
+  peakUnsentBytes: number;
 }
 
 export interface SessionHost {
@@ -219,7 +221,7 @@ export class Session {
 
   /** Writes one message; replies finishing in the same tick go out in one writev. */
   private send(b: Buffer): void {
-    if (this.closed || this.socket.writableEnded) return;
+    if (this.closed || this.socket.destroyed || this.socket.writableEnded) return;
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
@@ -229,6 +231,8 @@ export class Session {
       });
     }
     this.socket.write(b);
+    const unsent = this.socket.writableLength;
+    if (unsent > this.host.stats.peakUnsentBytes) this.host.stats.peakUnsentBytes = unsent;
   }
 
   private onClose(): void {

@@ -138,11 +138,15 @@ export async function dispatchRequest(
   return undefined;
 }
 
+/** Extents sent in one BLOCK_STATUS reply; the client asks again for the rest. */
+const MAX_EXTENTS = 4096;
+
 async function blockStatus(device: BlockDevice, req: NbdRequest): Promise<Extent[]> {
   const raw = device.capabilities.blockStatus ? await device.blockStatus(req.offset, req.length) : [];
   const out: Extent[] = [];
   let covered = 0;
   for (const e of raw) {
+    if (out.length >= MAX_EXTENTS) break;
     if (e.length <= 0) continue;
     const length = Math.min(e.length, req.length - covered);
     out.push({ length, flags: e.flags });

@@ -32,6 +32,22 @@ t.test('a flood of 32 MiB writes stays within the in-flight bound', async (t) =>
   await c.disconnect();
 });
 
+t.test('a client that does not read its replies stops being read', async (t) => {
+  const { server, addr } = await startServer(t, [{ name: 's', device: new SinkDevice(1 << 30) }], { maxInflightBytes: 16 * MiB, unix: true });
+  const c = await NbdClient.connect({ ...addr, exportName: 's' });
+  const socket = (c as unknown as { channel: { socket: net.Socket } }).channel.socket;
+  socket.pause();
+  const COUNT = 200;
+  const reads = Array.from({ length: COUNT }, (_, i) => c.read(i * MiB, MiB));
+  await until(() => server.stats.peakUnsentBytes >= 15 * MiB, 20_000, 'replies backing up');
+  await new Promise((r) => setTimeout(r, 300));
+  t.ok(server.stats.requests < COUNT, `only ${server.stats.requests} of ${COUNT} requests read while replies back up`);
+  t.ok(server.stats.peakUnsentBytes <= 17 * MiB + 4096, `unsent peak ${server.stats.peakUnsentBytes}`);
+  socket.resume();
+  t.equal((await Promise.all(reads)).length, COUNT, 'all served once the client reads again');
+  await c.disconnect();
+});
+
 t.test('request-count bound', async (t) => {
   const gated = new GatedDevice(new MemoryDevice(MiB));
   const { server, addr } = await startServer(t, [{ name: 'g', device: gated }], { maxInflightRequests: 4 });
