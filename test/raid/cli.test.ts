@@ -8,11 +8,11 @@ import { runTool, toolPath } from '../helpers/run-tool.js';
 import { nbdraidCli } from '../helpers/server-process.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
-interface Run { code: number | null; stdout: string; stderr: string }
+interface Run { code: number | null; stdout: string; stderr: string; signal: string | null }
 
 function cli(state: string, args: string[], cwd: string): Promise<Run> {
   return runTool('node', [nbdraidCli, '--state', state, ...args], { cwd, allowFailure: true, timeoutMs: 30_000 })
-    .then((r) => ({ code: r.code, stdout: r.stdout, stderr: r.stderr }));
+    .then((r) => ({ code: r.code, stdout: r.stdout, stderr: r.stderr || (r.signal ? `killed by ${r.signal}` : ''), signal: r.signal }));
 }
 
 async function json<T>(state: string, args: string[], cwd: string): Promise<T> {
@@ -107,7 +107,8 @@ t.test('live superblocks refused without --force; fail, remove, refusals', async
 
 t.test('assemble refuses a stale member and says why; --force brings it back', async (t) => {
   const { dir, run, status } = setup(t);
-  t.equal((await run('create', 'd1', 'm0', 'm1', 'm2', 'm3', '--size', '16M', '--chunk', '16K')).code, 0);
+  const c = await run('create', 'd1', 'm0', 'm1', 'm2', 'm3', '--size', '16M', '--chunk', '16K');
+  t.equal(c.code, 0, c.stderr);
   fs.copyFileSync(path.join(dir, 'm3'), path.join(dir, 'm3.old'));
   t.equal((await run('fail', 'd1', '--member', '2')).code, 0);
   t.equal((await run('remove', 'd1', '--member', '2')).code, 0);
