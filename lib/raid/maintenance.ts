@@ -7,6 +7,26 @@ import { isZero, xorInto } from './parity.js';
 import { reconstruct, settle as all } from './stripe-ops.js';
 import type { RaidVolume } from './volume.js';
 
+/**
+ * Scratch buffers of background steps, by size. A rebuild or check batch needs several megabytes
+ * per member; allocating them fresh for every batch costs page faults and frequent full GCs.
+ * A buffer is given back only once no read or write into it is still running.
+ */
+const scratch = new Map<number, Buffer[]>();
+const SCRATCH_KEEP = 40;
+
+function takeScratch(size: number): Buffer {
+  return scratch.get(size)?.pop() ?? Buffer.allocUnsafeSlow(size);
+}
+
+function giveScratch(bufs: Buffer[]): void {
+  for (const b of bufs) {
+    const free = scratch.get(b.length) ?? [];
+    if (free.length < SCRATCH_KEEP) free.push(b);
+    scratch.set(b.length, free);
+  }
+}
+
 function checkStripeNo(vol: RaidVolume, first: number, count = 1): void {
   if (!Number.isInteger(first) || first < 0 || count < 1 || first + count > vol.g.stripes) {
     throw new NbdraidError('EINVAL', `array ${vol.name}`, `stripes [${first}, ${first + count}) outside 0..${vol.g.stripes}`);
@@ -50,14 +70,15 @@ export async function checkStripes(vol: RaidVolume, first: number, count: number
   requireOptimal(vol, 'check');
   const c = vol.g.chunk;
   await vol.locks.acquireRange(first, count);
+  const bufs = vol.slots.map(() => takeScratch(c * count));
   try {
-    const bufs = vol.slots.map(() => Buffer.allocUnsafeSlow(c * count));
     await all(bufs.map((b, i) => vol.memberRead(i, vol.g.memberByte(first, 0), b)));
     for (let i = 1; i < bufs.length; i++) xorInto(bufs[0], bufs[i]);
     const bad: number[] = [];
     for (let k = 0; k < count; k++) if (!isZero(bufs[0].subarray(k * c, (k + 1) * c))) bad.push(first + k);
     return bad;
   } finally {
+    giveScratch(bufs);
     vol.locks.releaseRange(first, count);
   }
 }
@@ -90,17 +111,19 @@ export async function rebuildStripes(vol: RaidVolume, slot: number, first: numbe
   if (target?.state !== 'rebuilding') throw new NbdraidError('EINVAL', `array ${vol.name}`, `slot ${slot} is not being rebuilt`);
   const c = vol.g.chunk;
   await vol.locks.acquireRange(first, count);
+  const bufs: Buffer[] = [];
   try {
     const others = vol.slots.filter((s) => s !== target);
     if (others.some((s) => s.state !== 'active')) throw vol.state.offlineError('a second member is missing during rebuild');
-    const out = Buffer.allocUnsafeSlow(c * count);
-    const temps = others.slice(1).map(() => Buffer.allocUnsafeSlow(c * count));
+    bufs.push(...others.map(() => takeScratch(c * count)));
+    const [out, ...temps] = bufs;
     const byte = vol.g.memberByte(first, 0);
-    await all([vol.memberRead(others[0].index, byte, out), ...temps.map((t, i) => vol.memberRead(others[i + 1].index, byte, t))]);
+    await all(others.map((o, i) => vol.memberRead(o.index, byte, bufs[i])));
     for (const t of temps) xorInto(out, t);
     await vol.memberWrite(slot, byte, out, false);
     target.recovered.add(first, first + count);
   } finally {
+    giveScratch(bufs);
     vol.locks.releaseRange(first, count);
   }
 }
