@@ -1,0 +1,173 @@
+// `npm run bench -- rebuild`: a 4+1 RAID-5 array (512 KiB chunk, members of 1 GiB of data after
+// the 1 MiB data offset), 2 GiB of data written first through NBD. With 1, 2 and 3 controllers
+// (`nbdraid cluster`, background throttle unlimited): a member is failed, a spare added, and the
+// rebuild timed from its task's createdAt to finishedAt; then `nbdraid check` timed the same way.
+// Beside them: the physical limit (fio reading the four survivors and writing one member file at
+// once, same files, same disk), btrfs raid5 `replace` and `scrub` on loop devices of the same size
+// holding the same amount of data, and 4 KiB random-read p99 latency during a throttled rebuild
+// against idle (one controller). Prints tables with the goals, writes JSON under bench-results/.
+// Environment: BENCH_RUNTIME (seconds of each latency run, default 10).
+import fs from 'node:fs';
+import path from 'node:path';
+import { runFio } from '../../test/helpers/fio.js';
+import { clusterArray, createArray, lastTaskId, serveArray, tasksOf, waitTask, type TestArray } from '../../test/helpers/raid-array.js';
+import { runTool } from '../../test/helpers/run-tool.js';
+import { btrfsReference, type BtrfsResult } from './_btrfs.js';
+import { measure, saveResult, scratch, table, verdict } from './_common.js';
+
+const MIB = 2 ** 20;
+const DATA_PER_MEMBER = 1024 * MIB;
+const DATA_OFFSET = MIB;
+const MEMBER_BYTES = DATA_PER_MEMBER + DATA_OFFSET;
+const USABLE = 4 * DATA_PER_MEMBER;
+/** Data written before the rebuilds, and into btrfs (which cannot hold a full 4 GiB on these devices). */
+const FILL = USABLE / 2;
+const TASK_TIMEOUT_MS = 15 * 60_000;
+
+interface RebuildRow { controllers: number; rebuildSeconds: number; rebuildMBps: number; checkSeconds: number; checkMBps: number; mismatches: number }
+
+const seconds = (t: { task: { createdAt: number; finishedAt: number | null } }) => ((t.task.finishedAt ?? NaN) - t.task.createdAt) / 1000;
+const mbps = (bytes: number, s: number) => bytes / 1e6 / s;
+
+/** Writes back dirty pages first, so no run pays for the previous one's writeback. */
+async function settle(): Promise<void> {
+  await runTool('sync', []);
+}
+
+/** Fails `slot`, adds a spare, waits for the automatic rebuild; returns the finished task. */
+async function rebuildOnce(arr: TestArray, slot: number, spare: string) {
+  const before = await lastTaskId(arr);
+  await arr.cli('fail', arr.name, '--member', String(slot));
+  await arr.cli('add-spare', arr.name, spare, '--size', String(MEMBER_BYTES));
+  const t = await waitTask(arr, 'rebuild', before, TASK_TIMEOUT_MS, 100);
+  if (t.task.state !== 'DONE') throw new Error(`rebuild task ${t.task.id} ended ${t.task.state}: ${t.task.reason}`);
+  return t;
+}
+
+async function checkOnce(arr: TestArray) {
+  const before = await lastTaskId(arr);
+  const r = await arr.json<{ state: string; result: { mismatches: number } }>('check', arr.name);
+  const t = await waitTask(arr, 'check', before, TASK_TIMEOUT_MS, 100);
+  return { seconds: seconds(t), mismatches: r.state === 'DONE' ? r.result.mismatches : NaN };
+}
+
+/** Slot -> member path of the array's active members. */
+async function activeMembers(arr: TestArray): Promise<Map<number, string>> {
+  const st = await arr.json<{ members: { path: string; slot: number | null; state: string }[] }>('status', arr.name);
+  return new Map(st.members.filter((m) => m.state === 'active' && m.slot !== null).map((m) => [m.slot as number, m.path]));
+}
+
+async function physicalLimit(arr: TestArray, work: string, failedSlot: number): Promise<number> {
+  const members = await activeMembers(arr);
+  const survivors = [...members].filter(([s]) => s !== failedSlot).map(([, p]) => p);
+  const target = path.join(work, 'limit-target');
+  fs.writeFileSync(target, '');
+  fs.truncateSync(target, MEMBER_BYTES);
+  const env = { S0: survivors[0], S1: survivors[1], S2: survivors[2], S3: survivors[3], TARGET: target, DATA_OFFSET: String(DATA_OFFSET), DATA_SIZE: String(DATA_PER_MEMBER) };
+  await settle();
+  const t0 = performance.now();
+  await runFio({ jobFile: 'rebuild-limit.fio', env, timeoutMs: 600_000 });
+  const s = (performance.now() - t0) / 1000;
+  fs.rmSync(target);
+  return s;
+}
+
+/** 4 KiB random reads at QD4 on controller 0 for `runtime` s: the p99 completion latency in us. */
+async function randReadP99(uri: string, runtime: number): Promise<{ p99: number; iops: number }> {
+  const env = { NBD_URI: uri, FIO_SIZE: String(USABLE), FIO_RUNTIME: String(runtime) };
+  const r = await runFio({ jobFile: 'rebuild-latency.fio', env, timeoutMs: (runtime + 120) * 1000 });
+  const m = measure(r.jobs[0].read);
+  return { p99: m.p99LatencyUs, iops: m.iops };
+}
+
+async function latencyUnderRebuild(arr: TestArray, runtime: number, spare: string) {
+  const ctl = await serveArray(null, arr);
+  try {
+    const idle = await randReadP99(ctl.uri(), runtime);
+    await arr.cli('throttle', arr.name, '--min', '20', '--max', '0', '--inflight', '2');
+    const before = await lastTaskId(arr);
+    await arr.cli('fail', arr.name, '--member', '1');
+    await arr.cli('add-spare', arr.name, spare, '--size', String(MEMBER_BYTES));
+    for (let i = 0; i < 100 && !(await tasksOf(arr)).some((t) => t.task.kind === 'rebuild' && t.task.id > before && t.bytes > 0); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const busy = await randReadP99(ctl.uri(), runtime);
+    const task = (await tasksOf(arr)).find((t) => t.task.kind === 'rebuild' && t.task.id > before);
+    const during = task ? `rebuild ${task.task.state}, ${(task.bytes / MIB).toFixed(0)} MiB done` : 'no rebuild task seen';
+    return { idle, busy, during, throttle: { minMBps: 20, maxMBps: 0, inflight: 2 } };
+  } finally {
+    await ctl.stop();
+  }
+}
+
+function rebuildTable(rows: RebuildRow[], limitMBps: number, btrfs: BtrfsResult): string {
+  const body = rows.map((r) => [
+    `nbdraid, ${r.controllers} controller${r.controllers > 1 ? 's' : ''}`, r.rebuildSeconds.toFixed(2), r.rebuildMBps.toFixed(0),
+    `${((r.rebuildMBps / limitMBps) * 100).toFixed(0)}%`, r.checkSeconds.toFixed(2), r.checkMBps.toFixed(0), String(r.mismatches),
+  ]);
+  body.push(['physical limit (fio: read 4 survivors + write 1)', (DATA_PER_MEMBER / 1e6 / limitMBps).toFixed(2), limitMBps.toFixed(0), '100%', '', '', '']);
+  if (btrfs.skipped) body.push(['btrfs raid5: skipped (see below)', '', '', '', '', '', '']);
+  else {
+    const rs = btrfs.replaceSeconds as number;
+    const ss = btrfs.scrubSeconds as number;
+    body.push(['btrfs raid5 replace / scrub', rs.toFixed(2), mbps(btrfs.replacedBytes ?? NaN, rs).toFixed(0),
+      `${((mbps(btrfs.replacedBytes ?? NaN, rs) / limitMBps) * 100).toFixed(0)}%`, ss.toFixed(2), mbps(btrfs.dataBytes as number, ss).toFixed(0), '']);
+  }
+  return table(['', 'rebuild s', 'MB/s', 'of limit', 'check/scrub s', 'MB/s', 'mismatches'], body);
+}
+
+export async function run(): Promise<void> {
+  const runtime = Number(process.env.BENCH_RUNTIME ?? 10);
+  const work = scratch('nbdraid-bench-rebuild-');
+  try {
+    const arr = await createArray({ dir: work, name: 'rb', memberSize: String(MEMBER_BYTES) });
+    await arr.cli('throttle', arr.name, '--min', '50', '--max', '0', '--inflight', '8');
+    console.log(`rebuild benchmark: 4+1 RAID-5, 512 KiB chunk, ${DATA_PER_MEMBER / MIB} MiB per member; writing ${FILL / MIB} MiB of data...`);
+    const filler = await serveArray(null, arr);
+    await runFio({ jobFile: 'raid-bench.fio', section: 'fill', env: { NBD_URI: filler.uri(), FIO_SIZE: String(FILL), FIO_RUNTIME: '0' }, timeoutMs: 600_000 });
+    await filler.stop();
+
+    const rows: RebuildRow[] = [];
+    for (const n of [1, 2, 3]) {
+      const cluster = await clusterArray(null, arr, n);
+      try {
+        const slot = [2, 3, 4][n - 1];
+        await settle();
+        const rebuilt = await rebuildOnce(arr, slot, path.join(work, `spare${n}`));
+        const check = await checkOnce(arr);
+        const rs = seconds(rebuilt);
+        rows.push({ controllers: n, rebuildSeconds: rs, rebuildMBps: mbps(DATA_PER_MEMBER, rs), checkSeconds: check.seconds, checkMBps: mbps(USABLE, check.seconds), mismatches: check.mismatches });
+        console.log(`  ${n} controller(s): rebuild ${rs.toFixed(2)} s (${mbps(DATA_PER_MEMBER, rs).toFixed(0)} MB/s), check ${check.seconds.toFixed(2)} s, ${check.mismatches} mismatches`);
+      } finally {
+        await cluster.stop();
+      }
+    }
+    const limitSeconds = await physicalLimit(arr, work, 0);
+    const limitMBps = mbps(DATA_PER_MEMBER, limitSeconds);
+    console.log(`  physical limit: ${limitSeconds.toFixed(2)} s (${limitMBps.toFixed(0)} MB/s)`);
+    const lat = await latencyUnderRebuild(arr, runtime, path.join(work, 'spare-lat'));
+    console.log(`  4 KiB rand read p99: idle ${lat.idle.p99.toFixed(0)} us, during throttled rebuild ${lat.busy.p99.toFixed(0)} us (${lat.during})`);
+    for (const f of fs.readdirSync(work).filter((f) => /^(m\d|spare)/.test(f))) fs.rmSync(path.join(work, f)); // room for btrfs
+    await settle();
+    const btrfs = await btrfsReference(work, MEMBER_BYTES, FILL);
+    console.log(`  btrfs: ${btrfs.skipped ?? `replace ${btrfs.replaceSeconds?.toFixed(2)} s, scrub ${btrfs.scrubSeconds?.toFixed(2)} s`}`);
+
+    const one = rows[0].rebuildMBps;
+    const best = Math.max(...rows.map((r) => r.rebuildMBps));
+    const goals = [
+      ['2 controllers vs 1 (rebuild rate)', (rows[1].rebuildMBps / one).toFixed(2), '>= 1.6', verdict(rows[1].rebuildMBps / one, 1.6)],
+      ['rebuild time vs btrfs replace (btrfs s / nbdraid s, best)', btrfs.skipped ? 'skipped' : ((btrfs.replaceSeconds as number) / Math.min(...rows.map((r) => r.rebuildSeconds))).toFixed(2), '> 1.0',
+        btrfs.skipped ? '' : verdict((btrfs.replaceSeconds as number) / Math.min(...rows.map((r) => r.rebuildSeconds)), 1.0001)],
+      ['rebuild rate vs physical limit (best)', (best / limitMBps).toFixed(2), '>= 0.70', verdict(best / limitMBps, 0.7)],
+      ['4K rand read p99 during throttled rebuild / idle', (lat.busy.p99 / lat.idle.p99).toFixed(2), '<= 2.0', lat.busy.p99 / lat.idle.p99 <= 2 ? 'met' : 'MISSED'],
+    ];
+    console.log(`\n${rebuildTable(rows, limitMBps, btrfs)}\n`);
+    if (btrfs.skipped) console.log(`btrfs skipped: ${btrfs.skipped}\n`);
+    console.log(`4 KiB random read, QD4, ${runtime} s: idle p99 ${lat.idle.p99.toFixed(0)} us (${lat.idle.iops.toFixed(0)} IOPS); during rebuild throttled to min 20 MB/s, 2 in flight: p99 ${lat.busy.p99.toFixed(0)} us (${lat.busy.iops.toFixed(0)} IOPS); ${lat.during}\n`);
+    console.log(`${table(['goal', 'measured', 'target', ''], goals)}\n`);
+    console.log(`results: ${await saveResult('rebuild', { dataPerMember: DATA_PER_MEMBER, chunk: 512 << 10, rows, limitSeconds, limitMBps, btrfs, latency: lat, goals })}`);
+  } finally {
+    await runTool('sync', []);
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
