@@ -55,18 +55,30 @@ export async function settle(ps: Promise<void>[]): Promise<void> {
 
 export async function readStripe(env: StripeEnv, stripe: number, start: number, into: Buffer): Promise<void> {
   const miss = env.missingSlot(stripe);
-  await settle(pieces(env.g, stripe, start, into).map((p) => (p.disk === miss
-    ? reconstruct(env, stripe, miss, p.lo, p.data)
-    : env.memberRead(p.disk, env.g.memberByte(stripe, p.lo), p.data))));
+  const ps = pieces(env.g, stripe, start, into);
+  const lost = ps.find((p) => p.disk === miss);
+  const reads = settle(ps.filter((p) => p !== lost).map((p) => env.memberRead(p.disk, env.g.memberByte(stripe, p.lo), p.data)));
+  if (!lost) return reads;
+  // Pieces this request reads anyway that cover the lost piece's range are not read again for it.
+  const known = new Map<number, Buffer>();
+  for (const p of ps) if (p !== lost && p.lo <= lost.lo && p.hi >= lost.hi) known.set(p.disk, p.data.subarray(lost.lo - p.lo, lost.hi - p.lo));
+  await settle([reads, reconstruct(env, stripe, miss, lost.lo, lost.data, known, reads)]);
 }
 
-/** Fills `out` with [lo, lo + out.length) of `missing`'s chunk, as the XOR of every other member. */
-export async function reconstruct(env: StripeEnv, stripe: number, missing: number, lo: number, out: Buffer): Promise<void> {
+/**
+ * Fills `out` with [lo, lo + out.length) of `missing`'s chunk, as the XOR of every other member.
+ * `known` holds that range of some members already (valid once `ready` resolves); the rest is read.
+ */
+export async function reconstruct(env: StripeEnv, stripe: number, missing: number, lo: number, out: Buffer,
+  known = new Map<number, Buffer>(), ready: Promise<void> = Promise.resolve()): Promise<void> {
   const byte = env.g.memberByte(stripe, lo);
-  const others = [...Array(env.g.members).keys()].filter((s) => s !== missing);
-  const temps = others.slice(1).map(() => Buffer.allocUnsafeSlow(out.length));
-  await settle([env.memberRead(others[0], byte, out), ...temps.map((t, i) => env.memberRead(others[i + 1], byte, t))]);
-  for (const t of temps) xorInto(out, t);
+  const toRead = [...Array(env.g.members).keys()].filter((s) => s !== missing && !known.has(s));
+  const temps = toRead.slice(1).map(() => Buffer.allocUnsafeSlow(out.length));
+  // XOR runs in 64-bit lanes only on 8-byte aligned memory: accumulate in an aligned buffer.
+  const acc = out.byteOffset % 8 === 0 ? out : Buffer.allocUnsafeSlow(out.length);
+  await settle([ready, env.memberRead(toRead[0], byte, acc), ...temps.map((t, i) => env.memberRead(toRead[i + 1], byte, t))]);
+  for (const t of [...temps, ...known.values()]) xorInto(acc, t);
+  if (acc !== out) acc.copy(out);
 }
 
 /** Writes stripe-relative [start, start + data.length); returns slots whose write failed. */
