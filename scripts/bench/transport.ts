@@ -1,10 +1,11 @@
 // `npm run bench -- transport`: fio's nbd engine against `nbdraid serve --file` and nbdkit's file
 // plugin serving the same 2 GiB file (filled first, so reads hit real data): 1 MiB sequential
 // read and write at iodepth 8, 4 KiB random read and write at iodepth 32, time-based. The two
-// servers alternate job by job. Prints a table with nbdraid/nbdkit ratios and writes JSON under
-// bench-results/.
-// Environment: BENCH_RUNTIME (seconds per job, default 10), BENCH_SIZE (bytes, default 2 GiB),
-// BENCH_PROFILE=1 (nbdraid runs with --cpu-prof; profiles land in bench-results/profiles/).
+// servers alternate, several rounds per job; each side's median round is compared. Prints a table
+// with nbdraid/nbdkit ratios and writes JSON (with every round) under bench-results/.
+// Environment: BENCH_RUNTIME (seconds per run, default 10), BENCH_ROUNDS (default 3), BENCH_SIZE
+// (bytes, default 2 GiB), BENCH_PROFILE=1 (nbdraid runs with --cpu-prof; profiles land in
+// bench-results/profiles/).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -42,6 +43,8 @@ interface Row {
   ratio: number;
   goal: number;
   met: boolean;
+  /** Every round's measurement, in order. */
+  rounds: { nbdraid: Measurement[]; nbdkit: Measurement[] };
 }
 
 function measure(io: FioIo): Measurement {
@@ -63,6 +66,30 @@ async function fioJob(server: ServerProcess, section: string, size: number, runt
   }
 }
 
+const median = (xs: Measurement[]): Measurement => [...xs].sort((p, q) => p.mbps - q.mbps)[Math.floor(xs.length / 2)];
+
+/**
+ * Runs the job `rounds` times on each server, alternating, and keeps each server's median round:
+ * on a small shared machine single runs swing widely, alternation spreads that drift evenly.
+ */
+async function compare(
+  job: Job, nbdraid: ServerProcess, nbdkit: ServerProcess, size: number, runtime: number, rounds: number,
+): Promise<Row> {
+  const runs: { nbdraid: Measurement[]; nbdkit: Measurement[] } = { nbdraid: [], nbdkit: [] };
+  for (let i = 0; i < rounds; i++) {
+    for (const [name, server] of [['nbdraid', nbdraid], ['nbdkit', nbdkit]] as const) {
+      const [read, write] = await fioJob(server, job.section, size, runtime);
+      runs[name].push(measure(job.dir === 'read' ? read : write));
+    }
+  }
+  const a = median(runs.nbdraid);
+  const b = median(runs.nbdkit);
+  const ratio = a.mbps / b.mbps; // same block size on both sides, so also the IOPS ratio
+  const spread = (xs: Measurement[]): string => xs.map((m) => m.mbps.toFixed(0)).join('/');
+  console.log(`  ${job.label}: nbdraid ${spread(runs.nbdraid)} MB/s, nbdkit ${spread(runs.nbdkit)} MB/s`);
+  return { job: job.section, label: job.label, nbdraid: a, nbdkit: b, ratio, goal: job.goal, met: ratio >= job.goal, rounds: runs };
+}
+
 function table(rows: Row[]): string {
   const head = ['job', 'nbdraid MB/s', 'nbdraid IOPS', 'nbdkit MB/s', 'nbdkit IOPS', 'ratio', 'goal', ''];
   const body = rows.map((r) => [
@@ -82,6 +109,7 @@ async function versions(): Promise<Record<string, string>> {
 
 export async function run(): Promise<void> {
   const runtime = Number(process.env.BENCH_RUNTIME ?? 10);
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
   const size = Number(process.env.BENCH_SIZE ?? 2 ** 31);
   const outDir = path.join(repoRoot, 'bench-results');
   const profileDir = path.join(outDir, 'profiles');
@@ -96,25 +124,15 @@ export async function run(): Promise<void> {
     servers.push(nbdraid);
     const nbdkit = await startNbdkit(null, { file, exportName: 'bench' });
     servers.push(nbdkit);
-    console.log(`transport benchmark: ${size / 2 ** 20} MiB file, ${runtime} s per job; filling...`);
+    console.log(`transport benchmark: ${size / 2 ** 20} MiB file, ${rounds} rounds of ${runtime} s per job and server; filling...`);
     await runFio({ jobFile: 'transport-bench.fio', section: 'fill', env: { NBD_URI: nbdkit.uri(), FIO_SIZE: String(size), FIO_RUNTIME: '0' }, timeoutMs: 600_000 });
     const rows: Row[] = [];
-    for (const job of JOBS) {
-      const pick = async (s: ServerProcess): Promise<Measurement> => {
-        const [read, write] = await fioJob(s, job.section, size, runtime);
-        return measure(job.dir === 'read' ? read : write);
-      };
-      const a = await pick(nbdraid);
-      const b = await pick(nbdkit);
-      const ratio = a.mbps / b.mbps; // same block size on both sides, so also the IOPS ratio
-      rows.push({ job: job.section, label: job.label, nbdraid: a, nbdkit: b, ratio, goal: job.goal, met: ratio >= job.goal });
-      console.log(`  ${job.label}: nbdraid ${a.mbps.toFixed(1)} MB/s, nbdkit ${b.mbps.toFixed(1)} MB/s`);
-    }
+    for (const job of JOBS) rows.push(await compare(job, nbdraid, nbdkit, size, runtime, rounds));
     console.log(`\n${table(rows)}\n`);
     fs.mkdirSync(outDir, { recursive: true });
     const out = path.join(outDir, `transport-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
     const host = { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memoryBytes: os.totalmem(), kernel: os.release() };
-    fs.writeFileSync(out, JSON.stringify({ benchmark: 'transport', runtimeSeconds: runtime, sizeBytes: size, host, versions: await versions(), rows }, null, 2));
+    fs.writeFileSync(out, JSON.stringify({ benchmark: 'transport', runtimeSeconds: runtime, rounds, sizeBytes: size, host, versions: await versions(), rows }, null, 2));
     console.log(`results: ${path.relative(process.cwd(), out)}`);
   } finally {
     for (const s of servers) await s.stop();
