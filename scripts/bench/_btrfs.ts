@@ -13,6 +13,8 @@ export interface BtrfsResult {
   /** Bytes the replace wrote to the new device (allocated chunks only). */
   replacedBytes?: number;
   dataBytes?: number;
+  /** How the replace ran. */
+  mode?: string;
 }
 
 /** Why btrfs cannot run here, or null. */
@@ -62,16 +64,32 @@ export async function btrfsReference(dir: string, memberBytes: number, fillBytes
     await sh('sync', ['-f', mnt]);
     await sh('umount', [mnt]);
     mounted = false;
-    // Member 3 (devid 3) is lost: detached, the file system mounted degraded without it.
+    // Member 3 (devid 3) is lost: detached, the file system mounted degraded without it. Where the
+    // degraded file system refuses the replace (it may need a new chunk it cannot allocate), the
+    // member stays attached and `replace -r` reconstructs it from the others instead.
     await sh('losetup', ['-d', members[2]]);
     const survivors = members.filter((_, i) => i !== 2);
     await sh('mount', ['-o', `degraded,${devices(survivors)}`, survivors[0], mnt]);
     mounted = true;
-    const replaceSeconds = await timed(() => sh('btrfs', ['replace', 'start', '-B', '-f', '3', spare, mnt]));
+    let mode = 'degraded, member detached';
+    let replaceSeconds: number;
+    try {
+      replaceSeconds = await timed(() => sh('btrfs', ['replace', 'start', '-B', '-f', '3', spare, mnt]));
+    } catch (err) {
+      if (!/No space left/.test((err as Error).message)) throw err;
+      await sh('umount', [mnt]);
+      mounted = false;
+      loops[2] = (await sh('losetup', ['-f', '--show', path.join(dir, 'b2')])).stdout.trim();
+      await sh('btrfs', ['device', 'scan']);
+      await sh('mount', ['-o', devices(loops.slice(0, 5)), loops[0], mnt]);
+      mounted = true;
+      mode = 'replace -r: degraded replace refused (ENOSPC); member attached, read from the others';
+      replaceSeconds = await timed(() => sh('btrfs', ['replace', 'start', '-r', '-B', '-f', loops[2], spare, mnt]));
+    }
     const scrubSeconds = await timed(() => sh('btrfs', ['scrub', 'start', '-B', mnt]));
     const usage = (await sh('btrfs', ['device', 'usage', '-b', mnt])).stdout;
     const replacedBytes = deviceUsed(usage, spare);
-    return { replaceSeconds, scrubSeconds, replacedBytes, dataBytes: fillBytes };
+    return { replaceSeconds, scrubSeconds, replacedBytes, dataBytes: fillBytes, mode };
   } catch (err) {
     return { skipped: `btrfs run failed: ${(err as Error).message.split('\n').slice(0, 6).join(' | ')}` };
   } finally {

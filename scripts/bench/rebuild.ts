@@ -150,7 +150,7 @@ export async function run(): Promise<void> {
     for (const f of fs.readdirSync(work).filter((f) => /^(m\d|spare)/.test(f))) fs.rmSync(path.join(work, f)); // room for btrfs
     await settle();
     const btrfs = await btrfsReference(work, MEMBER_BYTES, FILL);
-    console.log(`  btrfs: ${btrfs.skipped ?? `replace ${btrfs.replaceSeconds?.toFixed(2)} s, scrub ${btrfs.scrubSeconds?.toFixed(2)} s`}`);
+    console.log(`  btrfs: ${btrfs.skipped ?? `replace ${btrfs.replaceSeconds?.toFixed(2)} s (${btrfs.mode}), scrub ${btrfs.scrubSeconds?.toFixed(2)} s`}`);
 
     const one = rows[0].rebuildMBps;
     const best = Math.max(...rows.map((r) => r.rebuildMBps));
@@ -163,6 +163,7 @@ export async function run(): Promise<void> {
     ];
     console.log(`\n${rebuildTable(rows, limitMBps, btrfs)}\n`);
     if (btrfs.skipped) console.log(`btrfs skipped: ${btrfs.skipped}\n`);
+    else console.log(`btrfs replace: ${btrfs.mode}; it copies only allocated chunks (${((btrfs.replacedBytes ?? 0) / MIB).toFixed(0)} MiB of ${DATA_PER_MEMBER / MIB} MiB); nbdraid rebuilds the whole member\n`);
     console.log(`4 KiB random read, QD4, ${runtime} s: idle p99 ${lat.idle.p99.toFixed(0)} us (${lat.idle.iops.toFixed(0)} IOPS); during rebuild throttled to min 20 MB/s, 2 in flight: p99 ${lat.busy.p99.toFixed(0)} us (${lat.busy.iops.toFixed(0)} IOPS); ${lat.during}\n`);
     console.log(`${table(['goal', 'measured', 'target', ''], goals)}\n`);
     console.log(`results: ${await saveResult('rebuild', { dataPerMember: DATA_PER_MEMBER, chunk: 512 << 10, rows, limitSeconds, limitMBps, btrfs, latency: lat, goals })}`);
