@@ -26,8 +26,10 @@ const USABLE = 4 * DATA_PER_MEMBER;
  */
 const FILL = (USABLE * 3) / 8;
 const TASK_TIMEOUT_MS = 15 * 60_000;
+/** Controllers of each timed rebuild, in order. */
+const RUNS = [1, 1, 2, 3];
 
-interface RebuildRow { controllers: number; rebuildSeconds: number; rebuildMBps: number; checkSeconds: number; checkMBps: number; mismatches: number }
+interface RebuildRow { controllers: number; first: boolean; rebuildSeconds: number; rebuildMBps: number; checkSeconds: number; checkMBps: number; mismatches: number }
 
 const seconds = (t: { task: { createdAt: number; finishedAt: number | null } }) => ((t.task.finishedAt ?? NaN) - t.task.createdAt) / 1000;
 const mbps = (bytes: number, s: number) => bytes / 1e6 / s;
@@ -89,7 +91,7 @@ async function latencyUnderRebuild(arr: TestArray, runtime: number, spare: strin
     const idle = await randReadP99(ctl.uri(), runtime);
     await arr.cli('throttle', arr.name, '--min', '20', '--max', '0', '--inflight', '2');
     const before = await lastTaskId(arr);
-    await arr.cli('fail', arr.name, '--member', '1');
+    await arr.cli('fail', arr.name, '--member', '0');
     await arr.cli('add-spare', arr.name, spare, '--size', String(MEMBER_BYTES));
     for (let i = 0; i < 100 && !(await tasksOf(arr)).some((t) => t.task.kind === 'rebuild' && t.task.id > before && t.bytes > 0); i++) {
       await new Promise((r) => setTimeout(r, 100));
@@ -105,7 +107,7 @@ async function latencyUnderRebuild(arr: TestArray, runtime: number, spare: strin
 
 function rebuildTable(rows: RebuildRow[], limitMBps: number, btrfs: BtrfsResult): string {
   const body = rows.map((r) => [
-    `nbdraid, ${r.controllers} controller${r.controllers > 1 ? 's' : ''}`, r.rebuildSeconds.toFixed(2), r.rebuildMBps.toFixed(0),
+    `nbdraid, ${r.controllers} controller${r.controllers > 1 ? 's' : ''}${r.first ? ' (first run)' : ''}`, r.rebuildSeconds.toFixed(2), r.rebuildMBps.toFixed(0),
     `${((r.rebuildMBps / limitMBps) * 100).toFixed(0)}%`, r.checkSeconds.toFixed(2), r.checkMBps.toFixed(0), String(r.mismatches),
   ]);
   body.push(['physical limit (fio: read 4 survivors + write 1)', (DATA_PER_MEMBER / 1e6 / limitMBps).toFixed(2), limitMBps.toFixed(0), '100%', '', '', '']);
@@ -131,21 +133,22 @@ export async function run(): Promise<void> {
     await filler.stop();
 
     const rows: RebuildRow[] = [];
-    for (const n of [1, 2, 3]) {
+    // One controller runs twice: the first rebuild after the fill is often much slower (page cache).
+    for (const [i, n] of RUNS.entries()) {
       const cluster = await clusterArray(null, arr, n);
       try {
-        const slot = [2, 3, 4][n - 1];
+        const slot = [2, 3, 4, 1][i];
         await settle();
-        const rebuilt = await rebuildOnce(arr, slot, path.join(work, `spare${n}`));
+        const rebuilt = await rebuildOnce(arr, slot, path.join(work, `spare${i}`));
         const check = await checkOnce(arr);
         const rs = seconds(rebuilt);
-        rows.push({ controllers: n, rebuildSeconds: rs, rebuildMBps: mbps(DATA_PER_MEMBER, rs), checkSeconds: check.seconds, checkMBps: mbps(USABLE, check.seconds), mismatches: check.mismatches });
+        rows.push({ controllers: n, first: i === 0, rebuildSeconds: rs, rebuildMBps: mbps(DATA_PER_MEMBER, rs), checkSeconds: check.seconds, checkMBps: mbps(USABLE, check.seconds), mismatches: check.mismatches });
         console.log(`  ${n} controller(s): rebuild ${rs.toFixed(2)} s (${mbps(DATA_PER_MEMBER, rs).toFixed(0)} MB/s), check ${check.seconds.toFixed(2)} s, ${check.mismatches} mismatches`);
       } finally {
         await cluster.stop();
       }
     }
-    const limitSeconds = await physicalLimit(arr, work, 0);
+    const limitSeconds = Math.min(await physicalLimit(arr, work, 0), await physicalLimit(arr, work, 0)); // best of two
     const limitMBps = mbps(DATA_PER_MEMBER, limitSeconds);
     console.log(`  physical limit: ${limitSeconds.toFixed(2)} s (${limitMBps.toFixed(0)} MB/s)`);
     const lat = await latencyUnderRebuild(arr, runtime, path.join(work, 'spare-lat'));
@@ -155,10 +158,11 @@ export async function run(): Promise<void> {
     const btrfs = await btrfsReference(work, MEMBER_BYTES, FILL);
     console.log(`  btrfs: ${btrfs.skipped ?? `replace ${btrfs.replaceSeconds?.toFixed(2)} s (${btrfs.mode}), scrub ${btrfs.scrubSeconds?.toFixed(2)} s`}`);
 
-    const one = rows[0].rebuildMBps;
+    const one = Math.max(...rows.filter((r) => r.controllers === 1).map((r) => r.rebuildMBps));
+    const two = rows.find((r) => r.controllers === 2)?.rebuildMBps ?? NaN;
     const best = Math.max(...rows.map((r) => r.rebuildMBps));
     const goals = [
-      ['2 controllers vs 1 (rebuild rate)', (rows[1].rebuildMBps / one).toFixed(2), '>= 1.6', verdict(rows[1].rebuildMBps / one, 1.6)],
+      ['2 controllers vs 1 (rebuild rate, best 1-controller run)', (two / one).toFixed(2), '>= 1.6', verdict(two / one, 1.6)],
       ['rebuild time vs btrfs replace (btrfs s / nbdraid s, best)', btrfs.skipped ? 'skipped' : ((btrfs.replaceSeconds as number) / Math.min(...rows.map((r) => r.rebuildSeconds))).toFixed(2), '> 1.0',
         btrfs.skipped ? '' : verdict((btrfs.replaceSeconds as number) / Math.min(...rows.map((r) => r.rebuildSeconds)), 1.0001)],
       ['rebuild rate vs physical limit (best)', (best / limitMBps).toFixed(2), '>= 0.70', verdict(best / limitMBps, 0.7)],
