@@ -1,0 +1,293 @@
+// End-to-end tests of controller clusters: an array of sparse member files in a temp dir, the
+// CLI run against its state directory, controller processes started one by one (so a test can
+// SIGKILL a chosen one), fio crc32c verify jobs spread over several controllers, polling the
+// coordination verbs, and reading members offline (data areas, XOR of survivors).
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { FioReport } from './fio.js';
+import { freePort } from './free-port.js';
+import { describeFailure, killGroup, runJson, runTool, toolPath, type ToolResult } from './run-tool.js';
+import { nbdraidCli, type TestHooks } from './server-process.js';
+
+export const MiB = 1 << 20;
+
+export interface ArraySpec {
+  members?: number;
+  /** Bytes per member file (created sparse). */
+  memberSize: number;
+  spare?: boolean;
+}
+
+export interface TestArray {
+  dir: string;
+  state: string;
+  name: string;
+  members: string[];
+  spare: string | undefined;
+  /** Runs `nbdraid --state STATE ARGS...`; throws on a non-zero exit unless allowFailure. */
+  cli(args: string[], opts?: { allowFailure?: boolean; timeoutMs?: number }): Promise<ToolResult>;
+  /** Runs a read verb with --json and parses its output. */
+  json<T>(args: string[]): Promise<T>;
+}
+
+/** Creates a RAID-5 array `name` of sparse member files (and a spare) under `dir`. */
+export async function createArray(dir: string, spec: ArraySpec, name = 'vol'): Promise<TestArray> {
+  const state = path.join(dir, 'state');
+  const members = Array.from({ length: spec.members ?? 5 }, (_, i) => path.join(dir, `m${i}`));
+  const cli = (args: string[], opts: { allowFailure?: boolean; timeoutMs?: number } = {}) =>
+    runTool(process.execPath, [nbdraidCli, '--state', state, ...args], { timeoutMs: opts.timeoutMs ?? 60_000, allowFailure: opts.allowFailure });
+  const json = <T>(args: string[]) => runJson<T>(process.execPath, [nbdraidCli, '--state', state, ...args, '--json']);
+  const size = String(spec.memberSize);
+  await cli(['create', name, ...members, '--size', size]);
+  let spare: string | undefined;
+  if (spec.spare) {
+    spare = path.join(dir, 'spare');
+    await cli(['add-spare', name, spare, '--size', size]);
+  }
+  return { dir, state, name, members, spare, cli, json };
+}
+
+export interface ControllerProcess {
+  /** The controller's id in the coordination object. */
+  id: number;
+  pid: number;
+  port: number;
+  uri: string;
+  stderr(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** SIGKILL: no clean-up at all, as in a crash. */
+  kill(): Promise<void>;
+  /** SIGTERM and wait (SIGKILL after a grace period). */
+  stop(): Promise<void>;
+}
+
+const START_TIMEOUT_MS = 20_000;
+
+/** Starts `nbdraid serve NAME` on a free loopback port; resolves once it says it is serving. */
+export async function startController(t: TestHooks, arr: TestArray, extra: string[] = []): Promise<ControllerProcess> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const args = [nbdraidCli, '--state', arr.state, 'serve', arr.name, '--listen', `127.0.0.1:${port}`, ...extra];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, PATH: toolPath() } });
+    const c = wrapController(child, port, arr.name);
+    const id = await c.started;
+    if (id !== undefined) {
+      const ctl = { ...c.ctl, id };
+      t.teardown(async () => {
+        await ctl.stop();
+        if (!t.passing()) t.comment(`controller ${id} (pid ${ctl.pid}) stderr:\n${ctl.stderr()}`);
+      });
+      return ctl;
+    }
+    await c.ctl.stop();
+    if (!/EADDRINUSE/.test(c.ctl.stderr()) || attempt >= 3) throw new Error(`controller did not start:\n${c.ctl.stderr()}`);
+  }
+}
+
+function wrapController(child: ChildProcess, port: number, name: string): { ctl: Omit<ControllerProcess, 'id'>; started: Promise<number | undefined> } {
+  let err = '';
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('close', (code, signal) => resolve({ code, signal }));
+  });
+  const started = new Promise<number | undefined>((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), START_TIMEOUT_MS);
+    const onData = (b: Buffer): void => {
+      err += b.toString();
+      if (err.length > 1 << 20) err = err.slice(-(1 << 19));
+      const m = /controller (\d+) serving array/.exec(err);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    };
+    child.stderr?.on('data', onData);
+    child.stdout?.on('data', onData);
+    void exited.then(() => {
+      clearTimeout(timer);
+      resolve(undefined);
+    });
+  });
+  const gone = () => child.exitCode !== null || child.signalCode !== null;
+  const ctl = {
+    pid: child.pid as number, port, uri: `nbd://127.0.0.1:${port}/${encodeURIComponent(name)}`, stderr: () => err, exited,
+    kill: async () => {
+      if (!gone()) killGroup(child.pid, 'SIGKILL');
+      await exited;
+    },
+    stop: async () => {
+      if (gone()) return;
+      killGroup(child.pid, 'SIGTERM');
+      const timer = setTimeout(() => killGroup(child.pid, 'SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+  return { ctl, started };
+}
+
+/** Polls `probe` until it returns a value other than undefined; throws after `timeoutMs`. */
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+// --- coordination verbs --------------------------------------------------------------------
+
+export interface TaskJson {
+  task: { id: number; kind: string; state: string; reason: string | null; result: unknown; dataset: unknown; initiator: number | null; partitionsTotal: number; partitionsDone: number };
+  counts: Record<'READY' | 'IN_PROGRESS' | 'COMPLETE' | 'FAILED', number>;
+  stripesTotal: number;
+  stripesDone: number;
+  inProgress: { idx: number; owner: number; stripeStart: number; stripeEnd: number; checkpoint: unknown }[];
+}
+
+export interface EventJson {
+  id: number; controller: number | null; actor: string; kind: string; taskId: number | null; partitionIdx: number | null; detail: unknown;
+}
+
+export const allTasks = (arr: TestArray): Promise<TaskJson[]> => arr.json<TaskJson[]>(['tasks', '--all']);
+
+export async function taskOf(arr: TestArray, kind: string): Promise<TaskJson | undefined> {
+  return (await allTasks(arr)).filter((t) => t.task.kind === kind).pop();
+}
+
+export const taskEvents = (arr: TestArray, taskId: number): Promise<EventJson[]> =>
+  arr.json<EventJson[]>(['events', '--task', String(taskId), '--limit', '100000']);
+
+/** Waits until the newest task of `kind` has ended; returns it (whatever its end state). */
+export function waitTaskEnd(arr: TestArray, kind: string, timeoutMs = 120_000): Promise<TaskJson> {
+  return waitFor(`the ${kind} task to end`, async () => {
+    const t = await taskOf(arr, kind);
+    return t && ['DONE', 'FAILED', 'CANCELLED'].includes(t.task.state) ? t : undefined;
+  }, timeoutMs);
+}
+
+export interface CheckResult {
+  task: number;
+  state: string;
+  reason: string | null;
+  result: { mismatches: number; list: { stripe: number; volumeOffset: number; memberOffset: number; parityMember: number }[]; truncated: boolean } | null;
+}
+
+/** `nbdraid check|repair NAME --json` (waits for the task). */
+export async function scrub(arr: TestArray, kind: 'check' | 'repair'): Promise<CheckResult> {
+  const r = await arr.cli([kind, arr.name, '--json'], { allowFailure: true, timeoutMs: 120_000 });
+  try {
+    return JSON.parse(r.stdout) as CheckResult;
+  } catch {
+    throw new Error(describeFailure(r, 'printed no JSON result'));
+  }
+}
+
+// --- fio --------------------------------------------------------------------------------
+
+export interface FioRange { uri: string; offset: number; size: number }
+
+export interface FioVerifyOptions {
+  /** Only read back and verify what an earlier run with the same ranges wrote. */
+  verifyOnly?: boolean;
+  /** Bytes per second each job may write (stretches the write phase over a scenario). */
+  writeRate?: number;
+  /** Upper bound of each job's run time (s). */
+  runtime?: number;
+  allowFailure?: boolean;
+}
+
+/**
+ * One fio process, one job per range (each its own NBD connection to its own URI): random writes
+ * of crc32c-tagged blocks of mixed sizes over the range, a FLUSH at the end, then every block read
+ * back and verified. Same ranges and seeds with verifyOnly re-check the data later.
+ */
+export async function fioVerify(ranges: FioRange[], opts: FioVerifyOptions = {}): Promise<FioReport & { failed: boolean; stderr: string }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nbdraid-fio-'));
+  const out = path.join(dir, 'report.json');
+  const args = [
+    `--output=${out}`, '--output-format=json', '--ioengine=nbd', '--thread', '--rw=randwrite', '--bsrange=4k-128k',
+    '--blockalign=4k', '--iodepth=8', '--verify=crc32c', '--verify_fatal=1', '--verify_dump=0', '--do_verify=1',
+    `--verify_only=${opts.verifyOnly ? 1 : 0}`, '--randrepeat=1', '--end_fsync=1', `--runtime=${opts.runtime ?? 120}`,
+  ];
+  if (opts.writeRate) args.push(`--rate=,${opts.writeRate}`);
+  ranges.forEach((r, i) => args.push(`--name=j${i}`, `--uri=${r.uri}`, `--offset=${r.offset}`, `--size=${r.size}`));
+  try {
+    const r = await runTool('fio', args, { timeoutMs: ((opts.runtime ?? 120) + 60) * 1000, allowFailure: true });
+    const text = fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : '';
+    const start = text.indexOf('{\n');
+    if (start < 0) throw new Error(describeFailure(r, 'wrote no JSON report'));
+    const report = JSON.parse(text.slice(start)) as FioReport;
+    const failed = r.code !== 0 || report.jobs.some((j) => j.error !== 0);
+    if (failed && !opts.allowFailure) throw new Error(describeFailure({ ...r, stdout: text.slice(0, 4000) }, 'reported a failure'));
+    return { ...report, failed, stderr: r.stderr };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// --- members, offline ----------------------------------------------------------------------
+
+export interface MemberLayout { dataOffset: number; chunk: number; members: number; layout: string }
+
+/** Data offset, chunk, member count and layout from `nbdraid examine MEMBER --json`. */
+export async function memberLayout(arr: TestArray, member: string): Promise<MemberLayout> {
+  const [e] = await arr.json<{ dataOffset: number; chunkSize: number; raidDevices: number; layout: string }[]>(['examine', member]);
+  return { dataOffset: e.dataOffset * 512, chunk: e.chunkSize * 1024, members: e.raidDevices, layout: e.layout };
+}
+
+/** The data area of a member file (from its data offset, `length` bytes). */
+export function readDataArea(file: string, dataOffset: number, length: number): Buffer {
+  const buf = Buffer.alloc(length);
+  const fd = fs.openSync(file, 'r');
+  try {
+    let done = 0;
+    while (done < length) {
+      const n = fs.readSync(fd, buf, done, length - done, dataOffset + done);
+      if (n === 0) break; // past the end of a sparse file: zeros
+      done += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return buf;
+}
+
+/** XOR of equally long buffers (a multiple of 4 bytes, as data areas are). */
+export function xorAll(bufs: Buffer[]): Buffer {
+  const out = Buffer.alloc(bufs[0].length);
+  const o = new Int32Array(out.buffer, out.byteOffset, out.length >> 2);
+  for (const b of bufs) {
+    const copy = Buffer.from(b); // own, aligned memory for the 32-bit view
+    const v = new Int32Array(copy.buffer, copy.byteOffset, copy.length >> 2);
+    for (let i = 0; i < o.length; i++) o[i] ^= v[i];
+  }
+  return out;
+}
+
+/** Byte offsets (in a data area) of the first few chunks where `a` and `b` differ. */
+export function differingChunks(a: Buffer, b: Buffer, chunk: number, max = 10): number[] {
+  const out: number[] = [];
+  for (let o = 0; o < a.length && out.length < max; o += chunk) {
+    if (!a.subarray(o, o + chunk).equals(b.subarray(o, o + chunk))) out.push(o);
+  }
+  return out;
+}
+
+/**
+ * md's left-symmetric RAID-5 layout, written out here on its own (not taken from lib/raid) so the
+ * tests check the product against an independent reading of the format.
+ */
+export const leftSymmetric = {
+  parityDisk: (stripe: number, members: number): number => members - 1 - (stripe % members),
+  /** Volume offset of the start of `disk`'s chunk in `stripe`, or -1 when it holds parity. */
+  chunkVolumeOffset(stripe: number, disk: number, members: number, chunk: number): number {
+    const p = members - 1 - (stripe % members);
+    if (disk === p) return -1;
+    const d = (disk - p - 1 + members) % members;
+    return (stripe * (members - 1) + d) * chunk;
+  },
+};
