@@ -90,7 +90,11 @@ export async function liveState(rec: ArrayRecord): Promise<LiveState> {
   const n = rec.raidDisks;
   const slots = Array.from({ length: n }, (_, s) => (inSync.has(s) ? 'U' : '_')).join('');
   const clean = ref ? isClean(ref) : false;
-  const missing = n - inSync.size;
+  // A slot the registry holds faulty (and no one active) is out even where its superblock, not
+  // yet updated or never to be (the array went offline), still says otherwise.
+  const regOut = (s: number) => rec.members.some((m) => m.slot === s && m.state === 'faulty')
+    && !rec.members.some((m) => m.slot === s && m.state === 'active');
+  const missing = Array.from({ length: n }, (_, s) => s).filter((s) => !inSync.has(s) || regOut(s)).length;
   return {
     name: rec.name, uuid: rec.uuid, level: rec.level, layout: rec.layout, chunk: rec.chunk, raidDisks: n,
     activeDisks: inSync.size, slots, clean, events: ref?.events ?? 0,

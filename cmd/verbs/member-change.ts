@@ -62,7 +62,10 @@ async function handToServer(reg: ArrayRegistry, rec: ArrayRecord, member: Member
   const deadline = Date.now() + CONFIRM_MS;
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 100));
-    const now = await liveState(rec);
+    const now = await liveState(reg.require(rec.name));
+    if (state === 'faulty' && now.state === 'offline') {
+      return `member ${member.slot} (${member.path}) marked faulty: the array is now OFFLINE; every request fails with EIO until it is re-assembled`;
+    }
     const done = state === 'faulty' ? now.slots[member.slot as number] !== 'U' : now.events > before.events;
     if (done) return `member ${member.slot} (${member.path}) ${state === 'faulty' ? 'failed' : 'removed'} by the serving process; events ${now.events}`;
   }
