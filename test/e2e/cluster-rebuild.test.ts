@@ -6,7 +6,7 @@
 // areas (what slot 2 must hold), compared byte for byte with the cluster stopped.
 import t from 'tap';
 import {
-  MiB, createArray, differingChunks, fioVerify, memberLayout, readDataArea, scrub, startController, taskEvents,
+  MiB, createArray, differingChunks, fioVerify, memberLayout, startFio, readDataArea, scrub, startController, taskEvents,
   taskOf, waitFor, waitTaskEnd, xorAll, type FioRange,
 } from '../helpers/cluster.js';
 import { sleep } from '../helpers/processes.js';
@@ -23,8 +23,8 @@ t.test('fio verify through 2 controllers while 3 rebuild a spare and one is SIGK
   const [c0, c1, c2] = await Promise.all([0, 1, 2].map(() => startController(tt, arr)));
 
   const ranges: FioRange[] = [{ uri: c0.uri, offset: 0, size: JOB }, { uri: c1.uri, offset: 256 * MiB, size: JOB }];
-  let fioDone = false;
-  const load = fioVerify(ranges, { writeRate: 4 * MiB, runtime: 90 }).finally(() => { fioDone = true; });
+  const fio = startFio(ranges, { writeRate: 4 * MiB, runtime: 90 });
+  tt.teardown(() => fio.kill());
   await sleep(1000);
 
   await arr.cli(['fail', arr.name, '--member', String(FAILED)]);
@@ -34,7 +34,7 @@ t.test('fio verify through 2 controllers while 3 rebuild a spare and one is SIGK
     const mine = task?.inProgress.filter((p) => p.owner === c2.id) ?? [];
     return task && task.counts.COMPLETE > 0 && mine.length > 0 ? { task, mine } : undefined;
   }, 60_000, 100);
-  tt.ok(!fioDone, 'fio is still writing when the controller is killed');
+  tt.notOk(fio.exited(), 'fio is still writing when the controller is killed');
   await c2.kill();
   const victimParts = seen.mine.map((p) => p.idx);
   tt.comment(`killed controller ${c2.id} holding partition(s) ${victimParts.join(', ')} of task ${seen.task.task.id}`);
@@ -43,7 +43,7 @@ t.test('fio verify through 2 controllers while 3 rebuild a spare and one is SIGK
   tt.equal(done.task.state, 'DONE', `the rebuild task completes (${done.task.reason ?? 'no reason'})`);
   tt.equal(done.counts.COMPLETE, done.task.partitionsTotal, 'every partition is complete');
 
-  const run = await load;
+  const run = await fio.result;
   tt.equal(run.failed, false, 'fio verify during the failure, rebuild and kill passes');
   for (const j of run.jobs) {
     tt.equal(j.write.io_bytes, JOB, `${j.jobname} wrote its whole range`);

@@ -200,12 +200,23 @@ export interface FioVerifyOptions {
   allowFailure?: boolean;
 }
 
+export type FioResult = FioReport & { failed: boolean; stderr: string };
+
+export interface FioProcess {
+  /** The report once fio exits (rejects when fio fails and allowFailure is not set). */
+  result: Promise<FioResult>;
+  /** Whether fio has exited. */
+  exited(): boolean;
+  /** SIGKILLs fio (its nbd engine spins rather than exits when a server dies under it). */
+  kill(): Promise<void>;
+}
+
 /**
  * One fio process, one job per range (each its own NBD connection to its own URI): random writes
  * of crc32c-tagged blocks of mixed sizes over the range, a FLUSH at the end, then every block read
  * back and verified. Same ranges and seeds with verifyOnly re-check the data later.
  */
-export async function fioVerify(ranges: FioRange[], opts: FioVerifyOptions = {}): Promise<FioReport & { failed: boolean; stderr: string }> {
+export function startFio(ranges: FioRange[], opts: FioVerifyOptions = {}): FioProcess {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nbdraid-fio-'));
   const out = path.join(dir, 'report.json');
   const args = [
@@ -215,18 +226,45 @@ export async function fioVerify(ranges: FioRange[], opts: FioVerifyOptions = {})
   ];
   if (opts.writeRate) args.push(`--rate=,${opts.writeRate}`);
   ranges.forEach((r, i) => args.push(`--name=j${i}`, `--uri=${r.uri}`, `--offset=${r.offset}`, `--size=${r.size}`));
-  try {
-    const r = await runTool('fio', args, { timeoutMs: ((opts.runtime ?? 120) + 60) * 1000, allowFailure: true });
+  const child = spawn('fio', args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true, env: { ...process.env, PATH: toolPath() } });
+  let stderr = '';
+  child.stderr?.on('data', (b: Buffer) => { if (stderr.length < 1 << 16) stderr += b.toString(); });
+  const started = Date.now();
+  const limit = setTimeout(() => killGroup(child.pid, 'SIGKILL'), ((opts.runtime ?? 120) + 60) * 1000);
+  const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('close', (code, signal) => resolve({ code, signal }));
+    child.once('error', (e) => { stderr += `cannot start fio: ${e.message}`; resolve({ code: null, signal: null }); });
+  });
+  let done = false;
+  const result = closed.then(({ code, signal }) => {
+    done = true;
+    clearTimeout(limit);
     const text = fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : '';
-    const start = text.indexOf('{\n');
-    if (start < 0) throw new Error(describeFailure(r, 'wrote no JSON report'));
-    const report = JSON.parse(text.slice(start)) as FioReport;
-    const failed = r.code !== 0 || report.jobs.some((j) => j.error !== 0);
-    if (failed && !opts.allowFailure) throw new Error(describeFailure({ ...r, stdout: text.slice(0, 4000) }, 'reported a failure'));
-    return { ...report, failed, stderr: r.stderr };
-  } finally {
     fs.rmSync(dir, { recursive: true, force: true });
-  }
+    const r: ToolResult = { command: `fio ${args.join(' ')}`, code, signal, stdout: text.slice(0, 4000), stderr, ms: Date.now() - started };
+    const at = text.indexOf('{\n');
+    if (at < 0) {
+      if (opts.allowFailure) return { jobs: [], failed: true, stderr };
+      throw new Error(describeFailure(r, 'wrote no JSON report'));
+    }
+    const report = JSON.parse(text.slice(at)) as FioReport;
+    const failed = code !== 0 || report.jobs.some((j) => j.error !== 0);
+    if (failed && !opts.allowFailure) throw new Error(describeFailure(r, 'reported a failure'));
+    return { ...report, failed, stderr };
+  });
+  return {
+    result,
+    exited: () => done,
+    kill: async () => {
+      if (!done) killGroup(child.pid, 'SIGKILL');
+      await result.catch(() => undefined);
+    },
+  };
+}
+
+/** startFio, waiting for the report. */
+export function fioVerify(ranges: FioRange[], opts: FioVerifyOptions = {}): Promise<FioResult> {
+  return startFio(ranges, opts).result;
 }
 
 // --- members, offline ----------------------------------------------------------------------
