@@ -1,10 +1,11 @@
 // Every controller SIGKILLed while clients write, then restarted: a resync task recomputes parity
 // of the regions left dirty (those written at the time of the crash, and at most the region written
-// and flushed shortly before), never the whole array; afterwards check finds no mismatch and data
-// written and FLUSHed before the crash verifies.
+// and flushed shortly before), never the whole array. Parity torn by hand while the cluster is down
+// shows it: in a dirty region the resync fixes it, in a clean one it is left for check to find.
+// After a repair check finds no mismatch, and data written and FLUSHed before the crash verifies.
 import t from 'tap';
 import {
-  MiB, createArray, fioVerify, scrub, startController, startFio, waitFor, waitTaskEnd, type EventJson, type FioRange,
+  MiB, createArray, fioVerify, flipBytes, leftSymmetric, memberLayout, scrub, startController, startFio, waitFor, waitTaskEnd, type EventJson, type FioRange,
 } from '../helpers/cluster.js';
 import { sleep } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -41,6 +42,13 @@ t.test('all controllers SIGKILLed during writes: resync of the dirty regions onl
   await Promise.all(first.map((c) => c.kill()));
   await crashLoad.kill();
 
+  // Parity torn in a stripe of a dirty region (the resync must fix it) and in a stripe of a region
+  // never written (the resync must not look at it: check finds it afterwards).
+  const geo = await memberLayout(arr, arr.members[0]);
+  const torn = inFlight[0] * STRIPES_PER_REGION + 1;
+  const untouched = 12 * STRIPES_PER_REGION + 8;
+  for (const s of [torn, untouched]) flipBytes(arr.members[leftSymmetric.parityDisk(s, 5)], geo.dataOffset, geo.chunk, [s]);
+
   const second = await Promise.all([0, 1, 2].map(() => startController(tt, arr)));
   const resync = await waitTaskEnd(arr, 'resync', 60_000);
   tt.equal(resync.task.state, 'DONE', `the resync task completes (${resync.task.reason ?? 'no reason'})`);
@@ -50,10 +58,16 @@ t.test('all controllers SIGKILLed during writes: resync of the dirty regions onl
   tt.same(regions.filter((r) => ![0, ...inFlight].includes(r)), [], 'no region that was never written is resynced');
   tt.equal(resync.stripesTotal, regions.length * STRIPES_PER_REGION, 'its partitions cover exactly the dirty regions');
   tt.ok(resync.stripesTotal < STRIPES, `not the whole array (${resync.stripesTotal} of ${STRIPES} stripes)`);
+  const fixed = (resync.task.result as { list: { stripe: number }[] }).list.map((m) => m.stripe);
+  tt.ok(fixed.includes(torn), `the resync rewrote the torn parity of stripe ${torn}`);
+  tt.notOk(fixed.includes(untouched), `and did not touch stripe ${untouched} of a clean region`);
 
   const check = await scrub(arr, 'check');
   tt.equal(check.state, 'DONE', 'check completes');
-  tt.equal(check.result?.mismatches, 0, 'check finds no parity mismatch');
+  tt.same(check.result?.list.map((m) => m.stripe), [untouched], 'check finds only the stripe of the clean region, left alone by the resync');
+  await scrub(arr, 'repair');
+  const clean = await scrub(arr, 'check');
+  tt.equal(clean.result?.mismatches, 0, 'after repair check finds no parity mismatch');
 
   const after = await fioVerify([{ ...flushed, uri: second[1].uri }], { verifyOnly: true, runtime: 60 });
   tt.equal(after.failed, false, 'fio verify of the data flushed before the crash passes');

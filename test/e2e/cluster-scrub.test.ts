@@ -3,8 +3,7 @@
 // written stripes); after a restart `nbdraid check` reports exactly those stripes with their volume
 // and member offsets, `nbdraid repair` rewrites their parity, and a second check finds none.
 import t from 'tap';
-import fs from 'node:fs';
-import { MiB, createArray, fioVerify, leftSymmetric, memberLayout, scrub, startController } from '../helpers/cluster.js';
+import { MiB, createArray, fioVerify, flipBytes, leftSymmetric, memberLayout, scrub, startController } from '../helpers/cluster.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const MEMBER = 64 * MiB;
@@ -12,23 +11,6 @@ const MEMBERS = 5;
 const FLIPPED_MEMBER = 1;
 // 3 and 13: member 1 holds their parity; 40 was never written; 125 is the last stripe.
 const STRIPES = [3, 13, 17, 40, 70, 125];
-
-/** Inverts a few bytes inside `member`'s chunk of each stripe, at a different spot in each. */
-function flipBytes(file: string, dataOffset: number, chunk: number, stripes: number[]): void {
-  const fd = fs.openSync(file, 'r+');
-  try {
-    for (const s of stripes) {
-      const at = dataOffset + s * chunk + ((s * 7919) % (chunk - 16));
-      const buf = Buffer.alloc(3);
-      fs.readSync(fd, buf, 0, buf.length, at);
-      for (let i = 0; i < buf.length; i++) buf[i] ^= 0xa5;
-      fs.writeSync(fd, buf, 0, buf.length, at);
-    }
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 t.test('check reports exactly the corrupted stripes, repair fixes them, check finds none', async (tt) => {
   const arr = await createArray(tempDir(tt), { memberSize: MEMBER, members: MEMBERS });

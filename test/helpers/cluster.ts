@@ -294,6 +294,23 @@ export function readDataArea(file: string, dataOffset: number, length: number): 
   return buf;
 }
 
+/** Inverts a few bytes of `file`'s chunk in each of `stripes` (at a different spot in each). */
+export function flipBytes(file: string, dataOffset: number, chunk: number, stripes: number[]): void {
+  const fd = fs.openSync(file, 'r+');
+  try {
+    for (const s of stripes) {
+      const at = dataOffset + s * chunk + ((s * 7919) % (chunk - 16));
+      const buf = Buffer.alloc(3);
+      fs.readSync(fd, buf, 0, buf.length, at);
+      for (let i = 0; i < buf.length; i++) buf[i] ^= 0xa5;
+      fs.writeSync(fd, buf, 0, buf.length, at);
+    }
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** XOR of equally long buffers (a multiple of 4 bytes, as data areas are). */
 export function xorAll(bufs: Buffer[]): Buffer {
   const out = Buffer.alloc(bufs[0].length);
