@@ -17,6 +17,7 @@ interface ServeArgs {
   socket?: string;
   'read-only': boolean;
   force?: boolean;
+  'block-size'?: number;
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:10809';
@@ -87,7 +88,7 @@ async function serveArray(name: string, args: ServeArgs & { force?: boolean }): 
 }
 
 async function serveFile(args: ServeArgs & { file: string }): Promise<void> {
-  const device = await FileDevice.open(args.file, { readOnly: args['read-only'] });
+  const device = await FileDevice.open(args.file, { readOnly: args['read-only'], minimumBlockSize: args['block-size'] });
   await serveDevice(device, args.export ?? path.basename(args.file), args);
 }
 
@@ -101,6 +102,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     .option('listen', { type: 'string', describe: `HOST:PORT to listen on ([::1]:PORT for IPv6; default ${DEFAULT_LISTEN})` })
     .option('socket', { type: 'string', describe: 'listen on this unix socket instead of TCP' })
     .option('read-only', { type: 'boolean', default: false, describe: 'refuse writes (--file only)' })
+    .option('block-size', { type: 'number', describe: 'minimum block size advertised for --file (power of two, default 1); misaligned requests get EINVAL' })
     .option('force', { type: 'boolean', default: false, describe: 'assemble even with stale members or dirty and degraded (as mdadm --force)' })
     .conflicts('socket', 'listen') as unknown as Argv<ServeArgs>,
   handler: async (args) => {

@@ -18,6 +18,8 @@ export interface FileDeviceOptions {
   readOnly?: boolean;
   /** Take an exclusive, non-blocking flock; fails with EBUSY when another process holds it. */
   exclusive?: boolean;
+  /** Smallest I/O unit advertised to clients (a power of two, default 1: any alignment). */
+  minimumBlockSize?: number;
 }
 
 /**
@@ -58,7 +60,7 @@ function fdatasync(fd: number): Promise<void> {
 }
 
 export class FileDevice implements BlockDevice {
-  readonly blockSizes: BlockSizes = { minimum: 1, preferred: 4096, maximum: 32 << 20 };
+  readonly blockSizes: BlockSizes;
   readonly capabilities: Capabilities;
   private closed = false;
 
@@ -68,7 +70,9 @@ export class FileDevice implements BlockDevice {
     readonly size: number,
     readonly isBlockDevice: boolean,
     readOnly: boolean,
+    minimum: number,
   ) {
+    this.blockSizes = { minimum, preferred: Math.max(4096, minimum), maximum: 32 << 20 };
     this.capabilities = {
       ...DEFAULT_CAPABILITIES,
       readOnly,
@@ -90,7 +94,7 @@ export class FileDevice implements BlockDevice {
       if (!st.isFile() && !st.isBlockDevice()) throw new NbdraidError('EINVAL', ctx, 'not a regular file or block device');
       if (opts.exclusive) lockExclusive(fd, ctx);
       const size = fsExt.seekSync(fd, 0, SEEK_END);
-      return new FileDevice(path, fd, size, st.isBlockDevice(), !!opts.readOnly);
+      return new FileDevice(path, fd, size, st.isBlockDevice(), !!opts.readOnly, checkMinimum(opts.minimumBlockSize ?? 1, ctx));
     } catch (err) {
       fs.closeSync(fd);
       throw asNbdraidError(err, ctx);
@@ -161,6 +165,13 @@ export class FileDevice implements BlockDevice {
       throw asNbdraidError(err, `${op} ${this.path} at ${offset}`);
     }
   }
+}
+
+function checkMinimum(n: number, ctx: string): number {
+  if (!Number.isInteger(n) || n < 1 || n > 65536 || (n & (n - 1)) !== 0) {
+    throw new NbdraidError('EINVAL', ctx, `minimum block size must be a power of two from 1 to 64K, got ${n}`);
+  }
+  return n;
 }
 
 function lockExclusive(fd: number, ctx: string): void {

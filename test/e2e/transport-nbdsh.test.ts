@@ -100,6 +100,18 @@ t.test('read-write export: range, length, flag and command errors', async (tt) =
   tt.equal(fs.statSync(file).size, SIZE, 'refused writes past the end did not grow the file');
 });
 
+t.test('export with a 512-byte minimum block size: misaligned requests get EINVAL', async (tt) => {
+  const file = sparseImage(dir, 'aligned.img', SIZE);
+  const server = await startNbdraid(tt, { file, exportName: 'aligned', blockSize: 512 });
+  const minimum = await runTool('nbdinfo', ['--json', server.uri()]).then((r) => JSON.parse(r.stdout).exports[0].block_size_minimum);
+  tt.equal(minimum, 512, 'the export advertises the 512-byte minimum');
+  checkErrnos(tt, await runProbes(server, 'rw', 'aligned'), {
+    'read misaligned offset': EINVAL,
+    'read misaligned length': EINVAL,
+    'write misaligned': EINVAL,
+  });
+});
+
 t.test('read-only export: writes, trims and zeroes get EPERM', async (tt) => {
   const file = sparseImage(dir, 'ro.img', SIZE);
   fs.writeFileSync(file, Buffer.from(Array.from({ length: 4096 }, (_, i) => i % 256)), { flag: 'r+' });

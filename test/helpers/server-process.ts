@@ -22,6 +22,8 @@ export interface ServerOptions {
   /** Serve on this unix socket instead of a free loopback TCP port. */
   socket?: string;
   readOnly?: boolean;
+  /** Minimum block size the export advertises (`serve --block-size`). */
+  blockSize?: number;
   /** Node flags for nbdraid (placed before the script), e.g. --cpu-prof. */
   nodeArgs?: string[];
 }
@@ -63,6 +65,7 @@ export function startNbdraid(t: TestHooks | null, opts: ServerOptions): Promise<
   const args = ['--file', opts.file, '--state', path.join(path.dirname(opts.file), '.nbdraid-state')];
   if (opts.exportName !== undefined) args.push('--export', opts.exportName);
   if (opts.readOnly) args.push('--read-only');
+  if (opts.blockSize) args.push('--block-size', String(opts.blockSize));
   return startNbdraidServe(t, { args, exportName: opts.exportName ?? path.basename(opts.file), socket: opts.socket, nodeArgs: opts.nodeArgs });
 }
 
