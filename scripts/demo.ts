@@ -1,5 +1,5 @@
 // `npm start`: the demo. On first run creates a 4+1 RAID-5 array "demo" of sparse 1 GiB member
-// files under the state directory (./data unless NBDRAID_STATE says otherwise), then serves it with
+// files and a hot spare under the state directory (./data unless NBDRAID_STATE says otherwise), then serves it with
 // a cluster of 3 controllers: nbd://127.0.0.1:10809/demo, :10810, :10811.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -19,7 +19,15 @@ function ensureArray(): void {
   if (nbdraid(['status', 'demo', '--json']).status === 0) return;
   fs.mkdirSync(path.join(state, 'demo'), { recursive: true });
   console.log(`creating the demo array: 4+1 RAID-5, 512 KiB chunk, sparse 1 GiB members in ${path.join(state, 'demo')}`);
-  const r = nbdraid(['create', 'demo', ...members, '--size', '1G']);
+  run(['create', 'demo', ...members, '--size', '1G']);
+  // A hot spare: failing a member starts a rebuild at once. The throttle keeps that rebuild slow
+  // enough to watch (`nbdraid throttle demo --max 0` lifts it).
+  run(['add-spare', 'demo', path.join(state, 'demo', 'spare.img'), '--size', '1G']);
+  run(['throttle', 'demo', '--min', '20', '--max', '150']);
+}
+
+function run(args: string[]): void {
+  const r = nbdraid(args);
   process.stdout.write(r.stdout);
   if (r.status !== 0) {
     process.stderr.write(r.stderr);
@@ -30,7 +38,9 @@ function ensureArray(): void {
 ensureArray();
 console.log('serving demo with 3 controllers; in another terminal try:');
 console.log('  nbdinfo nbd://127.0.0.1:10809/demo');
-console.log('  npx nbdraid status --watch            (Ctrl-C to stop the demo here)');
+console.log('  npx nbdraid status --watch            (live state and task progress)');
+console.log('  npx nbdraid fail demo --member 2     (the 3 controllers rebuild slot 2 onto the spare)');
+console.log('Ctrl-C here stops the demo.');
 const child = spawn(process.execPath, [cli, '--state', state, 'cluster', 'demo', '--controllers', '3'], { stdio: 'inherit' });
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => child.kill(sig));
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -56,6 +56,7 @@ export class Controller {
     const name = opts.arrayName;
     this.regionStripes = regionStripes(volume.g);
     this.throttle = new Throttle(coord.arrays.require(name).throttle);
+    this.applyThrottle();
     this.sync = new ArraySync(coord, volume, name, log);
     this.worker = new Worker({
       coord, volume, cache, leaseStore, throttle: this.throttle, regionStripes: this.regionStripes, arrayName: name, log,
@@ -146,9 +147,19 @@ export class Controller {
   private async onRegistryChange(): Promise<void> {
     if (this.stopped) return;
     const rec = this.coord.arrays.get(this.opts.arrayName);
-    if (rec) this.throttle.setLimits(rec.throttle);
+    if (rec) this.applyThrottle();
     await this.sync.sync();
     await this.duties();
+  }
+
+  /**
+   * The array's MB/s limits are shared out among the live controllers (md's limits are per
+   * array); the in-flight bound stays per controller.
+   */
+  private applyThrottle(): void {
+    const t = this.coord.arrays.require(this.opts.arrayName).throttle;
+    const live = Math.max(1, this.coord.controllers.list().filter((c) => c.state === 'live' && this.coord.controllers.isAlive(c.id)).length);
+    this.throttle.setLimits({ minMBps: t.minMBps / live, maxMBps: t.maxMBps / live, inflight: t.inflight });
   }
 
   /** A lease was fetched: catch up with others' changes, and resync the region first if it needs it. */
@@ -187,6 +198,7 @@ export class Controller {
   private async duties(): Promise<void> {
     if (this.stopped || this.volume.offline) return;
     try {
+      this.applyThrottle();
       await this.maybeStartRebuild();
       this.maybeStartResync();
     } catch (err) {
