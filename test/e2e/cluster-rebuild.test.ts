@@ -10,6 +10,7 @@ import {
   taskOf, waitFor, waitTaskEnd, xorAll, type FioRange,
 } from '../helpers/cluster.js';
 import { sleep } from '../helpers/processes.js';
+import { runTool } from '../helpers/run-tool.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const MEMBER = 128 * MiB;
@@ -81,6 +82,14 @@ t.test('fio verify through 2 controllers while 3 rebuild a spare and one is SIGK
 
   await c0.stop();
   await c1.stop();
+  const current = arr.members.map((m, i) => (i === FAILED ? arr.spare! : m));
+  const sbs = await arr.json<{ events: number; deviceRole: string; recoveryOffset: number | null; arrayState: string }[]>(['examine', ...current]);
+  tt.same(new Set(sbs.map((sb) => sb.events)).size, 1, `every member's superblock carries the same events count (${sbs[0].events})`);
+  tt.same({ role: sbs[FAILED].deviceRole, recovery: sbs[FAILED].recoveryOffset }, { role: `Active device ${FAILED}`, recovery: null },
+    'the spare\'s superblock says it is in sync in the failed slot');
+  tt.same(sbs.map((sb) => sb.arrayState), Array(5).fill('AAAAA'), 'every superblock shows all five slots active');
+  const md = await runTool('mdadm', ['--examine', arr.spare!]);
+  tt.match(md.stdout, /Device Role : Active device 2[\s\S]*Array State : AAAAA/, 'mdadm --examine agrees');
   const geo = await memberLayout(arr, arr.spare!);
   const area = Math.floor((MEMBER - geo.dataOffset) / geo.chunk) * geo.chunk;
   const survivors = arr.members.filter((_, i) => i !== FAILED).map((m) => readDataArea(m, geo.dataOffset, area));
