@@ -2,12 +2,12 @@
 // registered array of member files, run one controller (`serve NAME`) or a cluster of them
 // (`cluster NAME`), and query it (`status`, `tasks`, `check`). Processes run in their own process
 // group; stop() ends them (SIGTERM, then SIGKILL) and kill() SIGKILLs them (a crash).
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { freePort } from './free-port.js';
-import { killGroup, runJson, runTool, toolPath, type ToolResult } from './run-tool.js';
-import { nbdraidCli, type TestHooks } from './server-process.js';
+import { killGroup, runJson, runTool, type ToolResult } from './run-tool.js';
+import { nbdraidCli, spawnServer, type TestHooks } from './server-process.js';
 
 export interface ArraySpec {
   /** Directory holding the member files and the state directory. */
@@ -77,26 +77,18 @@ export function clusterArray(t: TestHooks | null, arr: TestArray, controllers: n
 async function launch(t: TestHooks | null, arr: TestArray, n: number, args: (ports: number[]) => string[]): Promise<ArrayProcess> {
   for (let attempt = 1; ; attempt++) {
     const ports = await freePorts(n);
-    const child = spawn(process.execPath, args(ports), { env: { ...process.env, PATH: toolPath() }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    let err = '';
-    const keep = (b: Buffer): void => {
-      err += b.toString();
-      if (err.length > 1 << 20) err = err.slice(-(1 << 19));
-    };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
-    const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+    const { child, stderr, exited } = spawnServer(process.execPath, args(ports));
     const ready = await waitAll(child, ports);
-    const proc = wrap(child, ports, arr.name, () => err, exited);
+    const proc = wrap(child, ports, arr.name, stderr, exited);
     if (ready) {
       t?.teardown(async () => {
         await proc.stop();
-        if (!t.passing()) t.comment(`nbdraid ${arr.name} output:\n${err}`);
+        if (!t.passing()) t.comment(`nbdraid ${arr.name} output:\n${stderr()}`);
       });
       return proc;
     }
     await proc.stop();
-    if (!/EADDRINUSE/.test(err) || attempt >= 3) throw new Error(`nbdraid ${arr.name} did not start on ports ${ports.join(',')}:\n${err}`);
+    if (!/EADDRINUSE/.test(stderr()) || attempt >= 3) throw new Error(`nbdraid ${arr.name} did not start on ports ${ports.join(',')}:\n${stderr()}`);
   }
 }
 

@@ -99,13 +99,14 @@ function endpointArgs(e: Endpoint, listenFlag: string, socketFlag: string): stri
   return e.socket ? [socketFlag, e.socket] : [listenFlag, `127.0.0.1:${e.port}`];
 }
 
-interface Spawned {
+export interface Spawned {
   child: ChildProcess;
   stderr(): string;
   exited: Promise<number | null>;
 }
 
-function spawnServer(cmd: string, args: string[], env: Record<string, string> = {}): Spawned {
+/** Spawns a server in its own process group, keeping the tail of its output. */
+export function spawnServer(cmd: string, args: string[], env: Record<string, string> = {}): Spawned {
   const child = spawn(cmd, args, {
     env: { ...process.env, PATH: toolPath(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
