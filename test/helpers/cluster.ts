@@ -346,3 +346,16 @@ export const leftSymmetric = {
     return (stripe * (members - 1) + d) * chunk;
   },
 };
+
+/**
+ * With the cluster stopped: what the spare rebuilt into `slot` holds against the XOR of the other
+ * members' data areas (what the slot must hold). Returns the first differing chunks (empty when
+ * equal) and whether the old, failed member still equals that XOR.
+ */
+export async function compareRebuilt(arr: TestArray, slot: number, memberSize: number): Promise<{ bad: number[]; oldMemberEqual: boolean }> {
+  const geo = await memberLayout(arr, arr.spare!);
+  const area = Math.floor((memberSize - geo.dataOffset) / geo.chunk) * geo.chunk;
+  const expected = xorAll(arr.members.filter((_, i) => i !== slot).map((m) => readDataArea(m, geo.dataOffset, area)));
+  const bad = differingChunks(readDataArea(arr.spare!, geo.dataOffset, area), expected, geo.chunk);
+  return { bad, oldMemberEqual: readDataArea(arr.members[slot], geo.dataOffset, area).equals(expected) };
+}
