@@ -101,7 +101,9 @@ export class Worker {
       for (let s = cp.next; s < stop; s += BATCH_STRIPES) {
         const count = Math.min(BATCH_STRIPES, stop - s);
         const release = await throttle.acquire(count * volume.g.chunk);
-        jobs.push(runStep(volume, kind, dataset, s, count).then((bad) => { cp.mismatches.push(...bad); }).finally(release));
+        const job = runStep(volume, kind, dataset, s, count).then((bad) => { cp.mismatches.push(...bad); }).finally(release);
+        job.catch(() => undefined); // settleAll reports it; until then the loop may wait on the throttle, and an unhandled rejection ends the process
+        jobs.push(job);
       }
       await settleAll(jobs);
       if (kind === 'resync') this.ctx.leaseStore.clearResync([region]);
