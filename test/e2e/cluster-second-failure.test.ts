@@ -6,9 +6,10 @@ import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  MiB, createArray, differingChunks, fioVerify, leftSymmetric, memberLayout, readDataArea, startController, taskOf,
-  waitFor, xorAll, type ControllerProcess,
+  MiB, createArray, differingChunks, fioVerify, leftSymmetric, memberLayout, readDataArea, startController, taskEvents,
+  taskOf, waitFor, xorAll, type ControllerProcess,
 } from '../helpers/cluster.js';
+import { within } from '../helpers/processes.js';
 import { runTool } from '../helpers/run-tool.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
@@ -72,6 +73,19 @@ t.test('a second member failing during a rebuild takes the array offline and alt
   tt.equal(status.state, 'offline', `status shows the array offline (state ${status.state}, [${status.slots}])`);
 
   await Promise.all([c0.stop(), c1.stop()]);
+
+  // Re-assembled with --force, the array is still short of two members: the controller stays up
+  // (its pending rebuild partition fails, it does not crash) and answers EIO.
+  const forced = await startController(tt, arr, ['--force']);
+  const stepFailed = await waitFor('a rebuild step to fail on the forced controller', async () => {
+    const events = await taskEvents(arr, rebuilding!.task.id);
+    return events.some((e) => e.kind === 'partition.attempt-failed' && e.controller === forced.id) ? true : undefined;
+  }, 10_000).catch(() => false);
+  tt.comment(stepFailed ? 'the forced controller tried a rebuild partition and it failed' : 'the forced controller did not try the rebuild');
+  const forcedRead = await nbdsh(forced.uri, 'h.pread(4096, 0)');
+  tt.match(forcedRead.stderr, /Input\/output error/, 'reads through the re-assembled array fail with EIO');
+  tt.equal(await within(forced.exited, 500), 'timeout', 'the forced controller is still running');
+  await forced.stop();
   // Offline reconstruction: slots 0, 1, 3, 4 from their files (slot 3 was failed by request, its
   // data is intact), slot 2 as the XOR of the others; then the volume, chunk by chunk.
   const geo = await memberLayout(arr, arr.members[0]);
