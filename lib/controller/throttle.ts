@@ -35,8 +35,12 @@ export class Throttle {
     this.limits = { ...limits };
   }
 
+  /** Changed limits apply at once: reservations made at the old rate are forgiven. */
   setLimits(limits: ThrottleLimits): void {
+    const old = this.limits;
+    if (old.minMBps === limits.minMBps && old.maxMBps === limits.maxMBps && old.inflight === limits.inflight) return;
     this.limits = { ...limits };
+    this.paidUntil = Math.min(this.paidUntil, this.clock.now());
     this.wakeOne();
   }
 
@@ -84,9 +88,15 @@ export class Throttle {
     const now = this.clock.now();
     // Never bank more than a short burst of idle time.
     const start = Math.max(this.paidUntil, now - 50);
-    this.paidUntil = start + bytes / rate;
-    const wait = this.paidUntil - now;
-    if (wait > 0) await this.clock.sleep(Math.min(wait, 1000));
+    const due = start + bytes / rate;
+    this.paidUntil = due;
+    // Sleep in slices of at most a second so that lifted limits take effect promptly; every
+    // acquirer waits for its own reservation, so concurrent ones add up to the rate, not beyond.
+    for (;;) {
+      const wait = Math.min(due, this.paidUntil) - this.clock.now();
+      if (wait <= 0 || this.currentRate() === Infinity) return;
+      await this.clock.sleep(Math.min(wait, 1000));
+    }
   }
 
   private release(): void {

@@ -61,3 +61,46 @@ t.test('inflight bound', async (t) => {
   b();
   c();
 });
+
+/** Virtual time for concurrent sleepers: time jumps to the earliest wake-up once all are waiting. */
+function virtualClock(): Clock & { t: number; run(): Promise<void> } {
+  const timers: { at: number; wake: () => void }[] = [];
+  const c = {
+    t: 0,
+    now: () => c.t,
+    sleep: (ms: number) => new Promise<void>((wake) => { timers.push({ at: c.t + ms, wake }); }),
+    async run(): Promise<void> {
+      for (let guard = 0; guard < 100_000; guard++) {
+        await new Promise((r) => setImmediate(r));
+        if (timers.length === 0) return;
+        timers.sort((a, b) => a.at - b.at);
+        const next = timers.shift()!;
+        c.t = Math.max(c.t, next.at);
+        next.wake();
+      }
+      throw new Error('virtual clock: still sleeping after 100,000 wake-ups');
+    },
+  };
+  return c;
+}
+
+t.test('concurrent acquirers together keep to the rate, however long each must wait', async (t) => {
+  const clock = virtualClock();
+  const th = new Throttle({ minMBps: 1, maxMBps: 1, inflight: 8 }, clock);
+  const done = Promise.all(Array.from({ length: 8 }, async () => (await th.acquire(2_000_000))()));
+  await clock.run();
+  await done;
+  // 16 MB at 1 MB/s: 16 s, less the 50 ms burst allowance
+  t.ok(clock.t >= 15_950, `8 x 2 MB at 1 MB/s took ${clock.t} virtual ms`);
+});
+
+t.test('lifting the limit releases acquirers already waiting', async (t) => {
+  const clock = virtualClock();
+  const th = new Throttle({ minMBps: 1, maxMBps: 1, inflight: 8 }, clock);
+  const done = Promise.all(Array.from({ length: 4 }, async () => (await th.acquire(10_000_000))()));
+  await new Promise((r) => setImmediate(r));
+  th.setLimits({ minMBps: 1, maxMBps: 0, inflight: 8 });
+  await clock.run();
+  await done;
+  t.ok(clock.t <= 1000, `released within the first one-second slice (${clock.t} virtual ms)`);
+});
