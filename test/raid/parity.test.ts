@@ -16,7 +16,7 @@ function random(len: number, seed: number): Buffer {
 }
 
 t.test('xorInto matches byte-wise XOR for aligned, unaligned and odd tails', async (t) => {
-  for (const len of [1, 7, 63, 64, 65, 4095, 4096, 4103, 70000]) {
+  for (const len of [1, 7, 63, 64, 65, 72, 80, 88, 4095, 4096, 4103, 70000]) {
     for (const [dOff, sOff] of [[0, 0], [0, 3], [5, 0], [1, 1], [8, 16]]) {
       const backingD = alignedBuffer(len + 32);
       const backingS = alignedBuffer(len + 32);
