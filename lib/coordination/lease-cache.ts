@@ -6,7 +6,8 @@
 //
 // Write intent: before the first write to a region that is clean, its dirty bit is committed
 // with synchronous=FULL. The bit is cleared lazily: flushToken() before a flush of the members,
-// flushed(token) after it; a region with no write since the token is cleared once idle for idleMs.
+// flushed(token) after it; a region with no write since the token is cleared once it has seen no
+// write for idleCleanMs.
 //
 // Deadlock rule: an I/O spanning several regions acquires them in ascending order (acquireAll).
 import { NbdraidError } from '../errors.js';
@@ -34,6 +35,8 @@ interface Region {
   inflight: number;
   writes: number;
   lastWriteSeq: number;
+  /** When the last write entered or finished (ms since the epoch); 0 before any. */
+  lastWriteAt: number;
   queue: Waiter[];
   /** Set after a flush covered every write of the region: clear the bit at `cleanAt` if still so. */
   clean?: { seq: number; at: number };
@@ -98,7 +101,10 @@ export class LeaseCache {
     const r = this.regions.get(region);
     if (!r || r.inflight === 0) throw new NbdraidError('EINVAL', `region ${region}`, 'released more often than acquired');
     r.inflight--;
-    if (opts.write) r.writes--;
+    if (opts.write) {
+      r.writes--;
+      r.lastWriteAt = Date.now();
+    }
     if (r.inflight === 0 && r.wanted) this.pump(region);
   }
 
@@ -115,6 +121,19 @@ export class LeaseCache {
     return this.regions.get(region)?.dirty ?? false;
   }
 
+  /**
+   * True when a flush now could let a write-intent bit be cleared: some held dirty region has no
+   * write in flight and none for idleCleanMs. Regions written all the time keep their bit, so a
+   * steady stream of writes does not pay for a flush and a fresh synced commit every few seconds.
+   */
+  hasIdleDirty(): boolean {
+    const before = Date.now() - this.idleCleanMs;
+    for (const r of this.regions.values()) {
+      if (r.held && r.dirty && r.writes === 0 && r.lastWriteAt <= before) return true;
+    }
+    return false;
+  }
+
   /** Call before flushing the members; pass the token to flushed() once the flush succeeded. */
   flushToken(): number {
     const token = ++this.seq;
@@ -129,10 +148,10 @@ export class LeaseCache {
     const snapshot = this.flushes.get(token);
     for (const t of this.flushes.keys()) if (t <= token) this.flushes.delete(t);
     if (!snapshot) return;
-    const at = Date.now() + this.idleCleanMs;
+    const now = Date.now();
     for (const [n, seq] of snapshot) {
       const r = this.regions.get(n);
-      if (r && r.lastWriteSeq === seq && !r.clean) r.clean = { seq, at };
+      if (r && r.lastWriteSeq === seq && !r.clean) r.clean = { seq, at: Math.max(now, r.lastWriteAt + this.idleCleanMs) };
     }
     this.scheduleClean();
   }
@@ -282,6 +301,7 @@ export class LeaseCache {
     if (!write) return;
     r.writes++;
     r.lastWriteSeq = ++this.seq;
+    r.lastWriteAt = Date.now();
     r.clean = undefined;
   }
 
@@ -327,7 +347,7 @@ export class LeaseCache {
   private region(n: number): Region {
     let r = this.regions.get(n);
     if (!r) {
-      r = { held: false, dirty: false, wanted: false, owed: false, inflight: 0, writes: 0, lastWriteSeq: 0, queue: [] };
+      r = { held: false, dirty: false, wanted: false, owed: false, inflight: 0, writes: 0, lastWriteSeq: 0, lastWriteAt: 0, queue: [] };
       this.regions.set(n, r);
     }
     return r;

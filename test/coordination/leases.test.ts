@@ -76,6 +76,23 @@ t.test('the dirty bit is cleared lazily after a flush once idle, not before', as
   t.same(store.list().map((l) => [l.region, l.dirty]), [[1, false], [2, true]], 'region 1 cleared; region 2 was written after the token');
 });
 
+t.test('a flush for write intent is called for only once a dirty region has been idle', async (t) => {
+  const { a } = pair(t);
+  const { cache } = countedCache(a, { idleCleanMs: 50 });
+  t.teardown(() => cache.close());
+  t.equal(cache.hasIdleDirty(), false, 'nothing dirty, nothing to flush for');
+  await cache.acquire(4, { write: true });
+  await sleep(80);
+  t.equal(cache.hasIdleDirty(), false, 'a write in flight keeps the region busy, however long it takes');
+  cache.release(4, { write: true });
+  t.equal(cache.hasIdleDirty(), false, 'just written: not idle yet');
+  await sleep(80);
+  t.equal(cache.hasIdleDirty(), true, 'idle for longer than idleCleanMs: a flush may clear its bit');
+  await cache.acquire(4, { write: true });
+  cache.release(4, { write: true });
+  t.equal(cache.hasIdleDirty(), false, 'written again: busy again');
+});
+
 t.test('hand-over: the holder is told, drains its I/O, then the waiter gets the lease', async (t) => {
   const { a, b } = pair(t);
   const told: number[] = [];
