@@ -5,6 +5,12 @@ import { hideBin } from 'yargs/helpers';
 import { NbdraidError } from '../lib/errors.js';
 import { verbs } from './verbs/index.js';
 
+// Output piped into a reader that stopped reading (`nbdraid events | head`) is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 async function main(): Promise<void> {
   let cli = yargs(hideBin(process.argv))
     .scriptName('nbdraid')

@@ -78,6 +78,8 @@ export async function liveState(rec: ArrayRecord): Promise<LiveState> {
   const members: LiveMember[] = paths.map((p, i) => {
     const sb = sbs[i];
     const regState = rec.members.find((m) => m.path === p)?.state ?? 'active';
+    // A spare gets the set's superblock only when a rebuild takes it.
+    if (regState === 'spare' && (!sb || formatUuid(sb.setUuid) !== rec.uuid)) return { path: p, slot: null, events: null, state: 'spare' };
     if (!sb || !ref || formatUuid(sb.setUuid) !== rec.uuid) return { path: p, slot: null, events: null, state: 'missing' };
     const role = ref.devRoles[sb.devNumber];
     const fresh = sb.events + 1 >= ref.events && role < ref.raidDisks;
@@ -117,7 +119,8 @@ async function readQuietly(p: string): Promise<Superblock | undefined> {
 
 /** md-like lines: "nbdraid: NAME : active raid5 m0[0] ...", blocks, [n/m] [UU_U], state. */
 export function formatStatus(s: LiveState): string {
-  const members = s.members.map((m) => `${path.basename(m.path)}[${m.slot ?? '-'}]${m.state === 'faulty' ? '(F)' : m.state === 'rebuilding' ? '(R)' : m.state === 'missing' ? '(?)' : ''}`);
+  const mark: Record<string, string> = { faulty: '(F)', rebuilding: '(R)', spare: '(S)', missing: '(?)' };
+  const members = s.members.map((m) => `${path.basename(m.path)}[${m.slot ?? '-'}]${mark[m.state] ?? ''}`);
   const algorithm = ['left-asymmetric', 'right-asymmetric', 'left-symmetric', 'right-symmetric'].indexOf(s.layout);
   return [
     `nbdraid: ${s.name} : ${s.state === 'offline' ? 'inactive' : 'active'} raid${s.level} ${members.join(' ')}`,

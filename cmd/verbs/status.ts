@@ -1,11 +1,27 @@
 // `nbdraid status [NAME] [--json] [--watch]`: md-like state of one or every registered array, with
 // the progress of its background tasks (bar, percent, speed, ETA, who works on which partition).
 import type { Argv, CommandModule } from 'yargs';
+import { NbdraidError } from '../../lib/errors.js';
 import { type ArrayRegistry, TaskStore } from '../../lib/coordination/index.js';
 import { type TaskView, formatTask, taskView } from '../task-view.js';
 import { type LiveState, type StateArgs, formatStatus, liveState, withRegistry } from './array-common.js';
 
-interface StatusArgs extends StateArgs { name?: string; json: boolean; watch?: number }
+/** `watch` is the raw option: undefined when absent, '' for a bare --watch, else the seconds. */
+interface StatusArgs extends StateArgs { name?: string; json: boolean; watch?: string }
+
+/**
+ * The refresh interval in seconds (undefined: print once) and the array name. A bare --watch
+ * refreshes every second; in `status --watch NAME` the word after --watch is the array's name.
+ */
+export function watchOptions(args: Pick<StatusArgs, 'name' | 'watch'>): { name?: string; every?: number } {
+  const { name, watch } = args;
+  if (watch === undefined) return { name };
+  if (watch === '') return { name, every: 1 };
+  const n = Number(watch);
+  if (Number.isFinite(n) && n > 0) return { name, every: Math.max(0.2, n) };
+  if (name === undefined && !/^[-+.\d]/.test(watch)) return { name: watch, every: 1 };
+  throw new NbdraidError('EINVAL', 'status', `--watch takes a number of seconds greater than 0, got '${watch}'`);
+}
 
 type ArrayStatus = LiveState & { tasks: TaskView[] };
 
@@ -40,18 +56,20 @@ function render(states: ArrayStatus[], args: StatusArgs): string {
 }
 
 async function status(args: StatusArgs): Promise<void> {
+  const { name, every } = watchOptions(args);
+  args = { ...args, name };
   await withRegistry(args.state, async (reg, db) => {
     const tasks = new TaskStore(db);
-    if (args.watch === undefined) {
-      process.stdout.write(render(await collect(reg, tasks, args.name), args));
+    if (every === undefined) {
+      process.stdout.write(render(await collect(reg, tasks, name), args));
       return;
     }
     const samples: Samples = new Map();
-    const everyMs = Math.max(0.2, args.watch || 1) * 1000;
+    const everyMs = every * 1000;
     let stop = false;
     process.once('SIGINT', () => { stop = true; });
     while (!stop) {
-      const text = render(await collect(reg, tasks, args.name, samples), args);
+      const text = render(await collect(reg, tasks, name, samples), args);
       process.stdout.write(args.json ? text : `\x1b[H\x1b[2J${new Date().toLocaleTimeString()}  (Ctrl-C to stop)\n${text}`);
       await new Promise((r) => setTimeout(r, everyMs));
     }
@@ -64,7 +82,6 @@ export const statusCommand: CommandModule<StateArgs, StatusArgs> = {
   builder: (y: Argv<StateArgs>) => y
     .positional('name', { type: 'string', describe: 'one array (default: all)' })
     .option('json', { type: 'boolean', default: false, describe: 'machine-readable output' })
-    .option('watch', { type: 'number', describe: 'refresh every N seconds (default 1) until Ctrl-C' })
-    .coerce('watch', (v: number | undefined) => (v === undefined ? undefined : Number.isFinite(v) ? v : 1)) as unknown as Argv<StatusArgs>,
+    .option('watch', { type: 'string', describe: 'refresh every N seconds (bare --watch: every second) until Ctrl-C' }) as unknown as Argv<StatusArgs>,
   handler: status,
 };

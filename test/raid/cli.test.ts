@@ -151,3 +151,38 @@ t.test('fail reaches the serving process; data stays readable', async (t) => {
   const st = await status('e1');
   t.same([st.state, st.served], ['degraded', false]);
 });
+
+/** Runs `status` with `args` for `ms`, then Ctrl-C: what it printed and how it ended. */
+function watchFor(state: string, cwd: string, args: string[], ms: number): Promise<{ out: string; code: number | null }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('node', [nbdraidCli, '--state', state, 'status', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+    child.stderr.on('data', (b: Buffer) => { out += b.toString(); });
+    const stop = setTimeout(() => child.kill('SIGINT'), ms);
+    const hard = setTimeout(() => child.kill('SIGKILL'), ms + 10_000);
+    child.on('error', reject);
+    child.on('close', (code) => { clearTimeout(stop); clearTimeout(hard); resolve({ out, code }); });
+  });
+}
+
+t.test('status --watch refreshes until Ctrl-C (bare, with seconds, before the name); a spare shows (S)', async (t) => {
+  const { dir, run, state } = setup(t);
+  t.equal((await run('create', 'w1', 'm0', 'm1', 'm2', '--size', '16M')).code, 0);
+  t.equal((await run('add-spare', 'w1', 'sp', '--size', '16M')).code, 0);
+  const once = await run('status', 'w1');
+  t.match(once.stdout, /sp\[-\]\(S\)/, 'the spare is marked (S), as md does');
+  t.notMatch(once.stdout, /Ctrl-C/, 'without --watch: printed once');
+  const members = (JSON.parse((await run('status', 'w1', '--json')).stdout) as { members: { path: string; state: string }[] }).members;
+  t.equal(members.find((m) => m.path.endsWith('sp'))?.state, 'spare');
+  for (const args of [['--watch'], ['--watch', '0.3', 'w1'], ['--watch', 'w1']]) {
+    const r = await watchFor(state, dir, args, 4000);
+    const frames = r.out.split('(Ctrl-C to stop)').length - 1;
+    t.ok(frames >= 2, `status ${args.join(' ')}: refreshed ${frames} times in 4 s`);
+    t.match(r.out, /nbdraid: w1 : active raid5/);
+    t.equal(r.code, 0, `status ${args.join(' ')}: Ctrl-C ends it cleanly`);
+  }
+  const bad = await run('status', '--watch', '0');
+  t.equal(bad.code, 1);
+  t.match(bad.stderr, /--watch takes a number of seconds greater than 0/);
+});
