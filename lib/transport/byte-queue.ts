@@ -54,6 +54,19 @@ export class ByteQueue {
     return out;
   }
 
+  /** Moves the first n bytes into out at pos (requires length >= n); returns n. */
+  takeInto(out: Buffer, pos: number, n: number): number {
+    let done = 0;
+    while (done < n) {
+      const c = this.chunks[0];
+      const k = Math.min(c.length - this.head, n - done);
+      c.copy(out, pos + done, this.head, this.head + k);
+      done += k;
+      this.consume(k);
+    }
+    return n;
+  }
+
   /** Drops up to n bytes; returns how many were dropped. */
   skip(n: number): number {
     let left = Math.min(n, this.total);

@@ -40,11 +40,15 @@ type Pending =
   | { kind: 'option'; option: number; length: number; drop: boolean; left: number }
   | { kind: 'request'; req: NbdRequest; length: number; drop: boolean; left: number };
 
+/** A kept body that did not arrive whole: its own buffer, filled from the queue or the socket. */
+interface Body { buf: Buffer; filled: number }
+
 export class ServerFrameReader {
   private readonly q = new ByteQueue();
   private phase: 'clientFlags' | 'options' | 'transmission' = 'clientFlags';
   private extended = false;
   private pending: Pending | null = null;
+  private body: Body | null = null;
 
   constructor(private limits: ServerReaderLimits) {}
 
@@ -54,7 +58,24 @@ export class ServerFrameReader {
 
   /** Bytes received but not yet returned in a frame. */
   get buffered(): number {
-    return this.q.length;
+    return this.q.length + (this.body?.filled ?? 0);
+  }
+
+  /**
+   * Where the next bytes from the socket may be read straight into: the unfilled rest of the body
+   * being received (a WRITE payload), or null when the next bytes are headers (or a skipped body)
+   * and must go through push().
+   */
+  directTarget(): Buffer | null {
+    const b = this.body;
+    return b && this.q.length === 0 ? b.buf.subarray(b.filled) : null;
+  }
+
+  /** `n` bytes were read into the buffer directTarget() returned. */
+  directFilled(n: number): void {
+    const b = this.body;
+    if (!b || b.filled + n > b.buf.length) throw protocolError('frame', 'bytes read past the body being received');
+    b.filled += n;
   }
 
   /** Switches to requests; bytes already buffered are parsed as requests. */
@@ -101,15 +122,24 @@ export class ServerFrameReader {
     return { ...p, drop: p.length > keepLimit, left: p.length };
   }
 
-  /** Completes the pending body: buffered whole when kept, skipped as it arrives when dropped. */
+  /**
+   * Completes the pending body: skipped as it arrives when dropped; when kept, taken from the queue
+   * if it is all there, else gathered in a buffer of its own (which the socket may read into).
+   */
   private finishPending(p: Pending): ServerFrame | null {
     let body: Buffer | null = null;
     if (p.drop) {
       p.left -= this.q.skip(p.left);
       if (p.left > 0) return null;
-    } else {
-      if (this.q.length < p.length) return null;
+    } else if (!this.body && this.q.length >= p.length) {
       body = this.q.take(p.length);
+    } else {
+      const b = (this.body ??= { buf: Buffer.allocUnsafe(p.length), filled: 0 });
+      const k = Math.min(this.q.length, b.buf.length - b.filled);
+      if (k > 0) b.filled += this.q.takeInto(b.buf, b.filled, k);
+      if (b.filled < b.buf.length) return null;
+      body = b.buf;
+      this.body = null;
     }
     this.pending = null;
     if (p.kind === 'option') return { kind: 'option', option: p.option, length: p.length, data: body };

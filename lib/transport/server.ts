@@ -40,7 +40,7 @@ export class NbdServer implements SessionHost {
   readonly exports = new ExportRegistry();
   readonly limits: SessionLimits;
   readonly stats: ServerStats = {
-    connections: 0, requests: 0, protocolErrors: 0, peakInflightRequests: 0, peakInflightBytes: 0, peakBufferedBytes: 0, peakUnsentBytes: 0,
+    connections: 0, requests: 0, protocolErrors: 0, peakInflightRequests: 0, peakInflightBytes: 0, peakBufferedBytes: 0, peakUnsentBytes: 0, directReadBytes: 0,
   };
   shuttingDown = false;
   private readonly sessions = new Set<Session>();
@@ -77,7 +77,8 @@ export class NbdServer implements SessionHost {
   async listen(addr: ListenAddress): Promise<net.AddressInfo | string> {
     if (this.shuttingDown) throw new NbdraidError('ESHUTDOWN', 'nbd server', 'server is closed');
     if ('path' in addr) await removeStaleSocket(addr.path);
-    const srv = net.createServer((socket) => this.accept(socket));
+    // Paused until the session takes the socket over, so that it can read into its own buffers.
+    const srv = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(socket));
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);
       if ('path' in addr) srv.listen(addr.path, resolve);

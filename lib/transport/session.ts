@@ -7,6 +7,7 @@
 // unsent replies) in flight; otherwise the socket is paused and resumed as requests complete or
 // replies drain. So at most maxInflightBytes + one request's payload + one socket chunk is held.
 import type net from 'node:net';
+import { directReadSocket } from './direct-read.js';
 import { type ServerFrame, ServerFrameReader, type ServerReaderLimits } from './frame-reader.js';
 import { encodeGreeting } from './codec-handshake.js';
 import type { NbdRequest } from './codec-transmission.js';
@@ -36,6 +37,8 @@ export interface ServerStats {
   peakBufferedBytes: number;
   /** Largest backlog of replies written but not yet taken by the kernel, on one connection. */
   peakUnsentBytes: number;
+  /** Payload bytes the socket read straight into their request's buffer (no copy). */
+  directReadBytes: number;
 }
 
 export interface SessionHost {
@@ -49,6 +52,9 @@ export interface SessionHost {
 
 /** After we end our side, how long a client may keep the connection before it is destroyed. */
 const LINGER_MS = 2000;
+
+/** Reads that are not part of a body being received (headers, options) land here first. */
+const SCRATCH_SIZE = 64 * 1024;
 
 export class Session {
   private readonly reader: ServerFrameReader;
@@ -64,11 +70,23 @@ export class Session {
   private paused = false;
   private corked = false;
   private closed = false;
+  private readonly socket: net.Socket;
+  private readonly scratch = Buffer.allocUnsafe(SCRATCH_SIZE);
 
-  constructor(private readonly host: SessionHost, private readonly socket: net.Socket) {
+  /**
+   * A socket that has not started reading (the server accepts with pauseOnConnect) is read
+   * straight into WRITE payloads (direct-read.ts); any other is read through 'data' events.
+   */
+  constructor(private readonly host: SessionHost, accepted: net.Socket) {
     this.reader = new ServerFrameReader(host.limits.reader);
+    const direct = directReadSocket(accepted, {
+      target: () => this.reader.directTarget() ?? this.scratch,
+      filled: (n, into) => this.onRead(n, into),
+    });
+    const socket = (this.socket = direct ?? accepted);
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (!direct) socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.resume();
     socket.on('drain', () => this.pump());
     socket.on('error', () => this.destroy());
     socket.on('close', () => this.onClose());
@@ -88,6 +106,21 @@ export class Session {
     }
     this.phase = 'closing';
     this.socket.destroy();
+  }
+
+  /** A read into a buffer of ours: the scratch area (copied out, it is reused) or a body. */
+  private onRead(n: number, into: Buffer): void {
+    if (this.phase === 'closing') return;
+    if (into === this.scratch) return this.onData(Buffer.from(this.scratch.subarray(0, n)));
+    try {
+      this.reader.directFilled(n);
+    } catch (err) {
+      return this.destroy((err as Error).message);
+    }
+    const stats = this.host.stats;
+    stats.directReadBytes += n;
+    if (this.reader.buffered > stats.peakBufferedBytes) stats.peakBufferedBytes = this.reader.buffered;
+    this.pump();
   }
 
   private onData(chunk: Buffer): void {

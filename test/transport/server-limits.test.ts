@@ -32,6 +32,26 @@ t.test('a flood of 32 MiB writes stays within the in-flight bound', async (t) =>
   await c.disconnect();
 });
 
+t.test('large WRITE payloads are read straight into their own buffer, over TCP and unix sockets', async (t) => {
+  for (const unix of [false, true]) {
+    const device = new MemoryDevice(32 * MiB);
+    const { server, addr } = await startServer(t, [{ name: 'm', device }], { unix });
+    const c = await NbdClient.connect({ ...addr, exportName: 'm' });
+    const data = Buffer.alloc(16 * MiB);
+    for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+    // Misaligned offsets and sizes so that payloads start mid-read, after a header.
+    await Promise.all([0, 1, 2, 3].map((k) => c.write(k * 4 * MiB + 7, data.subarray(k * 4 * MiB, (k + 1) * 4 * MiB - 13))));
+    const back = await c.read(7, 16 * MiB - 13);
+    for (let k = 0; k < 4; k++) {
+      const got = back.subarray(k * 4 * MiB, (k + 1) * 4 * MiB - 13);
+      t.ok(got.equals(data.subarray(k * 4 * MiB, (k + 1) * 4 * MiB - 13)), `${unix ? 'unix' : 'tcp'}: payload ${k} intact`);
+    }
+    const total = 4 * (4 * MiB - 13);
+    t.ok(server.stats.directReadBytes >= total * 0.9, `${unix ? 'unix' : 'tcp'}: ${server.stats.directReadBytes} of ${total} payload bytes read without a copy`);
+    await c.disconnect();
+  }
+});
+
 t.test('a client that does not read its replies stops being read', async (t) => {
   const { server, addr } = await startServer(t, [{ name: 's', device: new SinkDevice(1 << 30) }], { maxInflightBytes: 16 * MiB, unix: true });
   const c = await NbdClient.connect({ ...addr, exportName: 's' });
