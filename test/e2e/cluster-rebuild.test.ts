@@ -20,7 +20,8 @@ const FAILED = 2;
 t.test('fio verify through 2 controllers while 3 rebuild a spare and one is SIGKILLed', async (tt) => {
   const arr = await createArray(tempDir(tt), { memberSize: MEMBER, spare: true });
   // Slow background work so the rebuild spans the client load and the kill.
-  await arr.cli(['throttle', arr.name, '--min', '5', '--max', '5']);
+  // At 15 MB/s the 128 MiB rebuild lasts ~9 s: its first partitions finish while fio still writes.
+  await arr.cli(['throttle', arr.name, '--min', '15', '--max', '15']);
   const [c0, c1, c2] = await Promise.all([0, 1, 2].map(() => startController(tt, arr)));
 
   const ranges: FioRange[] = [{ uri: c0.uri, offset: 0, size: JOB }, { uri: c1.uri, offset: 256 * MiB, size: JOB }];
