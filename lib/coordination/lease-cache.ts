@@ -35,7 +35,7 @@ interface Region {
   inflight: number;
   writes: number;
   lastWriteSeq: number;
-  /** When the last write entered or finished (ms since the epoch); 0 before any. */
+  /** When the last write finished (ms since the epoch); 0 before any. A write in flight counts in `writes`. */
   lastWriteAt: number;
   queue: Waiter[];
   /** Set after a flush covered every write of the region: clear the bit at `cleanAt` if still so. */
@@ -301,7 +301,6 @@ export class LeaseCache {
     if (!write) return;
     r.writes++;
     r.lastWriteSeq = ++this.seq;
-    r.lastWriteAt = Date.now();
     r.clean = undefined;
   }
 

@@ -43,14 +43,7 @@ export class ByteQueue {
       return out;
     }
     const out = Buffer.allocUnsafe(n);
-    let pos = 0;
-    while (pos < n) {
-      const c = this.chunks[0];
-      const k = Math.min(c.length - this.head, n - pos);
-      c.copy(out, pos, this.head, this.head + k);
-      pos += k;
-      this.consume(k);
-    }
+    this.takeInto(out, 0, n);
     return out;
   }
 

@@ -117,17 +117,20 @@ export class Session {
     } catch (err) {
       return this.destroy((err as Error).message);
     }
-    const stats = this.host.stats;
-    stats.directReadBytes += n;
-    if (this.reader.buffered > stats.peakBufferedBytes) stats.peakBufferedBytes = this.reader.buffered;
+    this.host.stats.directReadBytes += n;
+    this.notePeakBuffered();
     this.pump();
+  }
+
+  private notePeakBuffered(): void {
+    const stats = this.host.stats;
+    if (this.reader.buffered > stats.peakBufferedBytes) stats.peakBufferedBytes = this.reader.buffered;
   }
 
   private onData(chunk: Buffer): void {
     if (this.phase === 'closing') return;
     this.reader.push(chunk);
-    const stats = this.host.stats;
-    if (this.reader.buffered > stats.peakBufferedBytes) stats.peakBufferedBytes = this.reader.buffered;
+    this.notePeakBuffered();
     this.pump();
   }
 
