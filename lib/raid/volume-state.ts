@@ -12,8 +12,6 @@ import type { RaidVolume, RaidVolumeOptions } from './volume.js';
 export class VolumeState {
   /** Slots not fully in sync (missing, faulty, rebuilding); cached for the hot path. */
   degradedSlots: Slot[] = [];
-  /** Slots written since the last flush. */
-  readonly unflushed = new Set<number>();
   offlineReason: string | undefined;
   private chain: Promise<void> = Promise.resolve();
   private dirtying: Promise<void> | undefined;
@@ -200,11 +198,15 @@ export class VolumeState {
     await this.commit();
   }
 
-  /** fdatasync every member written since the last flush; a member that fails it is failed. */
+  /**
+   * fdatasync every member in the array; a member that fails it is failed. Every member, not only
+   * those this process wrote: FLUSH is about the volume, and other controllers' acknowledged writes
+   * sit in the same members' caches. Each flush issues its own member flushes, so a flush that
+   * arrives while another is in progress never replies before the data it covers is durable.
+   */
   async flush(): Promise<void> {
     this.check();
-    const slots = [...this.unflushed];
-    this.unflushed.clear();
+    const slots = this.vol.slots.filter((s) => s.device && (s.state === 'active' || s.state === 'rebuilding')).map((s) => s.index);
     const rs = await Promise.allSettled(slots.map((s) => this.vol.slots[s].device?.flush()));
     for (const [i, r] of rs.entries()) {
       if (r.status === 'rejected') await this.memberFailed(slots[i], `flush failed: ${(r.reason as Error)?.message}`);

@@ -90,7 +90,6 @@ export class RaidVolume extends EventEmitter implements BlockDevice, StripeEnv {
     } catch (err) {
       throw new MemberError(slot, err);
     }
-    this.state.unflushed.add(slot);
   }
 
   async memberZero(slot: number, byte: number, length: number, fua: boolean): Promise<void> {
@@ -99,7 +98,6 @@ export class RaidVolume extends EventEmitter implements BlockDevice, StripeEnv {
     } catch (err) {
       throw new MemberError(slot, err);
     }
-    this.state.unflushed.add(slot);
   }
 
   private device(slot: number): BlockDevice {
