@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { ArrayRegistry, type ArrayRecord, type MemberRecord, type MemberState } from '../../lib/coordination/arrays.js';
 import { type Database, openDatabase } from '../../lib/coordination/db.js';
-import type { MemberReport } from '../../lib/raid/assemble.js';
+import type { AssembleResult, MemberReport } from '../../lib/raid/assemble.js';
 import { memberInUse } from '../../lib/raid/members.js';
 import { type ArrayMetadata, probeSuperblock } from '../../lib/raid/metadata.js';
 import { ROLE_FAULTY, type Superblock, formatUuid, isClean } from '../../lib/raid/superblock.js';
@@ -29,16 +29,26 @@ const VERDICT_STATE: Record<MemberReport['verdict'], MemberState> = {
   active: 'active', forced: 'active', rebuilding: 'rebuilding', stale: 'faulty', faulty: 'faulty', spare: 'spare',
 };
 
-/** The registry's view of an assembled array. */
-export function recordOf(name: string, meta: ArrayMetadata, report: MemberReport[]): Omit<ArrayRecord, 'revision' | 'createdAt' | 'updatedAt' | 'throttle'> {
+/** The registry's view of an assembled array: everything its superblocks are written from. */
+export function recordOf(name: string, meta: ArrayMetadata, report: MemberReport[],
+  absent: AssembleResult['absent'] = []): Omit<ArrayRecord, 'revision' | 'createdAt' | 'updatedAt' | 'throttle'> {
   const g = meta.geometry();
   const members: MemberRecord[] = report.map((r) => {
     const disk = meta.disks.find((d) => d.devNumber === r.devNumber);
-    return { slot: r.slot ?? r.ownSlot, path: r.path, state: VERDICT_STATE[r.verdict], deviceUuid: formatUuid(disk?.deviceUuid ?? Buffer.alloc(16)) };
+    const m: MemberRecord = {
+      slot: r.slot ?? r.ownSlot, path: r.path, state: VERDICT_STATE[r.verdict],
+      deviceUuid: formatUuid(disk?.deviceUuid ?? Buffer.alloc(16)), devNumber: r.devNumber,
+    };
+    if (m.state === 'rebuilding') m.recoveryOffset = disk?.recoveryOffset ?? 0;
+    return m;
   });
   return {
     name, uuid: formatUuid(meta.info.uuid), level: 5, layout: g.layout, chunk: g.chunk, raidDisks: g.members,
     dataOffset: g.dataOffset, memberSize: g.stripes * g.chunk, members,
+    md: {
+      setName: meta.info.name, ctime: meta.info.ctime, bitmapOffset: meta.info.bitmap?.offsetSectors,
+      absent: absent.map((a) => ({ devNumber: a.devNumber, slot: a.slot, deviceUuid: formatUuid(a.deviceUuid) })),
+    },
   };
 }
 

@@ -4,14 +4,21 @@ import type { Argv, CommandModule } from 'yargs';
 import { NbdraidError } from '../../lib/errors.js';
 import { openArray } from '../../lib/raid/open.js';
 import { formatUuid } from '../../lib/raid/superblock.js';
+import { LeaseStore } from '../../lib/coordination/leases.js';
+import { regionStripes } from '../../lib/controller/plans.js';
+import type { Geometry } from '../../lib/raid/geometry.js';
 import { type StateArgs, absolute, recordOf, withRegistry } from './array-common.js';
+
+function regionsOf(g: Geometry): number[] {
+  return Array.from({ length: Math.ceil(g.stripes / regionStripes(g)) }, (_, i) => i);
+}
 
 interface AssembleArgs extends StateArgs { name: string; members: string[]; force: boolean; json: boolean }
 
 async function assemble(args: AssembleArgs): Promise<void> {
   const ctx = `assemble ${args.name}`;
   const paths = absolute(args.members);
-  await withRegistry(args.state, async (reg) => {
+  await withRegistry(args.state, async (reg, db) => {
     const existing = reg.get(args.name);
     const opened = await openArray(paths, { name: args.name, force: args.force });
     try {
@@ -21,9 +28,13 @@ async function assemble(args: AssembleArgs): Promise<void> {
       }
       const other = reg.list().find((r) => r.uuid === uuid && r.name !== args.name);
       if (other) throw new NbdraidError('EEXIST', ctx, `these members are already registered as array ${other.name}; assemble them under that name`);
-      const rec = recordOf(args.name, opened.meta, opened.report);
+      const rec = recordOf(args.name, opened.meta, opened.report, opened.absent);
       for (const u of opened.unopened) rec.members.push({ slot: null, path: u.path, state: 'faulty', deviceUuid: '' });
       const saved = existing ? reg.update(args.name, (r) => Object.assign(r, rec)) : reg.create(rec);
+      reg.recordWritten(args.name, opened.onDisk.events, opened.onDisk.state);
+      // Not shut down cleanly, and nothing here says where writes were in flight: resync it all (md's rule).
+      const g = opened.meta.geometry();
+      if (!opened.onDisk.state.clean) new LeaseStore(db, null, args.name).requireResync(regionsOf(g));
       const n = opened.meta.info.raidDisks;
       const up = n - opened.missing.length;
       if (args.json) {

@@ -40,6 +40,7 @@ async function create(args: CreateArgs): Promise<void> {
         const meta = await createArray(handles.map((h) => ({ device: h.device, path: h.path })), { name: args.name, chunk, layout, force: args.force });
         const report = meta.disks.map((d) => ({ path: d.path as string, devNumber: d.devNumber, slot: d.role, ownSlot: d.role, events: meta.events, verdict: 'active' as const }));
         const rec = reg.create(recordOf(args.name, meta, report));
+        reg.recordWritten(args.name, meta.events, meta.mdState());
         const g = meta.geometry();
         if (args.json) process.stdout.write(`${JSON.stringify(rec, null, 2)}\n`);
         else process.stdout.write(`nbdraid: created ${args.name}: raid5, ${g.members} members, ${formatSize(g.chunk)} chunk, ${g.layout}, ${formatSize(g.size)} (${g.size} bytes) usable, uuid ${formatUuid(meta.info.uuid)}\n`);

@@ -3,8 +3,9 @@
 // array, apply it to the superblocks directly. Either way events rise on every live member.
 import { NbdraidError } from '../../lib/errors.js';
 import type { ArrayRegistry, ArrayRecord, MemberRecord } from '../../lib/coordination/arrays.js';
-import { openArray } from '../../lib/raid/open.js';
-import { ROLE_FAULTY } from '../../lib/raid/superblock.js';
+import fs from 'node:fs';
+import { SuperblockWriter } from '../../lib/controller/superblock-writer.js';
+import { closeMembers, openMembers } from '../../lib/raid/members.js';
 import { type LiveState, liveState, memberPaths } from './array-common.js';
 
 export type Change = 'fail' | 'remove';
@@ -13,7 +14,7 @@ export interface ChangeArgs { name: string; member: number; force: boolean }
 
 const CONFIRM_MS = 5000;
 
-export async function changeMember(reg: ArrayRegistry, args: ChangeArgs, change: Change): Promise<string> {
+export async function changeMember(reg: ArrayRegistry, stateDir: string, args: ChangeArgs, change: Change): Promise<string> {
   const ctx = `${change} ${args.name}`;
   const rec = reg.require(args.name);
   const slot = args.member;
@@ -33,8 +34,7 @@ export async function changeMember(reg: ArrayRegistry, args: ChangeArgs, change:
   }
   const state = change === 'fail' ? 'faulty' : 'removed';
   if (live.served) return handToServer(reg, rec, member, state, live, ctx);
-  await applyOffline(rec, slot, change, ctx);
-  reg.update(args.name, (r) => { setState(r, member, state); });
+  await applyOffline(reg, stateDir, rec, () => reg.update(args.name, (r) => { setState(r, member, state); }));
   return `member ${slot} (${member.path}) ${change === 'fail' ? 'marked faulty' : 'removed'}; superblocks updated`;
 }
 
@@ -43,16 +43,17 @@ function setState(r: ArrayRecord, member: MemberRecord, state: MemberRecord['sta
   if (m) m.state = state;
 }
 
-/** Nothing serves the array: assemble it under the member locks and commit the change. */
-async function applyOffline(rec: ArrayRecord, slot: number, change: Change, ctx: string): Promise<void> {
-  const opened = await openArray(memberPaths(rec), { name: rec.name, force: true });
+/**
+ * Nothing serves the array: under the member locks (so no server starts meanwhile) record the
+ * change and let the one superblock writer bring the members up to the record.
+ */
+async function applyOffline(reg: ArrayRegistry, stateDir: string, rec: ArrayRecord, change: () => void): Promise<void> {
+  const handles = await openMembers(memberPaths(rec).filter((p) => fs.existsSync(p)));
   try {
-    const disk = opened.meta.diskInSlot(slot);
-    if (change === 'fail' && disk) disk.role = ROLE_FAULTY;
-    const failed = await opened.meta.commit();
-    if (failed.length > 0) throw new NbdraidError('EIO', ctx, `could not write superblocks of ${failed.map((d) => d.path).join(', ')}`);
+    change();
+    await new SuperblockWriter(reg, stateDir, rec.name).sync();
   } finally {
-    await opened.close();
+    await closeMembers(handles);
   }
 }
 

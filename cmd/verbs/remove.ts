@@ -13,7 +13,7 @@ export const removeCommand: CommandModule<StateArgs, Args> = {
     .option('member', { type: 'number', demandOption: true, describe: 'slot number of the member' })
     .option('force', { type: 'boolean', default: false, describe: 'even when it takes the array offline' }) as unknown as Argv<Args>,
   handler: async (args) => {
-    const msg = await withRegistry(args.state, (reg) => changeMember(reg, args, 'remove'));
+    const msg = await withRegistry(args.state, (reg) => changeMember(reg, args.state, args, 'remove'));
     process.stdout.write(`nbdraid: ${args.name}: ${msg}\n`);
   },
 };

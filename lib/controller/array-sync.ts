@@ -59,7 +59,7 @@ export class ArraySync {
         await this.volume.removeMember(m.slot);
       } else if (m.state === 'rebuilding' && (slot.state === 'faulty' || slot.state === 'missing')) {
         const handle = await openMember(m.path, { lock: 'shared' });
-        await this.volume.addRebuildMember(m.slot, handle.device, { path: m.path, deviceUuid: parseUuid(m.deviceUuid) });
+        await this.volume.addRebuildMember(m.slot, handle.device, { path: m.path, deviceUuid: parseUuid(m.deviceUuid), devNumber: m.devNumber });
       } else if (m.state === 'active' && slot.state === 'rebuilding' && localPath === m.path) {
         this.volume.markRecovered(m.slot, 0, this.volume.g.stripes);
         await this.volume.finishRebuild(m.slot);
@@ -80,5 +80,19 @@ export class ArraySync {
       const next = p.state === 'COMPLETE' ? p.stripeEnd : (p.checkpoint as Checkpoint | null)?.next ?? p.stripeStart;
       if (next > p.stripeStart) this.volume.markRecovered(slot, p.stripeStart, next - p.stripeStart);
     }
+    this.checkpointRecovery(slot);
+  }
+
+  /**
+   * md's recovery_offset: the recovered prefix goes into the superblocks each time it has grown by
+   * a sixteenth of the member since it was last recorded, so a restarted rebuild need not start over.
+   */
+  private checkpointRecovery(slot: number): void {
+    const s = this.volume.slots[slot];
+    const g = this.volume.g;
+    const recorded = (this.volume.meta.diskInSlot(slot)?.recoveryOffset ?? 0) / (g.chunk / 512);
+    const prefix = s.recovered.prefix();
+    if (prefix >= g.stripes || prefix - recorded < Math.max(1, Math.floor(g.stripes / 16))) return;
+    this.volume.checkpointRecovery(slot).catch((err: Error) => this.log(`${this.arrayName}: recovery offset not recorded: ${err.message}`));
   }
 }

@@ -21,13 +21,11 @@ export function registerCompletions(coord: Coordinator, volume: RaidVolume, arra
       volume.markRecovered(slot, 0, volume.g.stripes);
       await volume.finishRebuild(slot);
     }
-    coord.arrays.update(arrayName, (r) => {
-      const m = r.members.find((x) => x.path === path);
-      if (m) {
-        m.state = 'active';
-        m.slot = slot;
-      }
-    });
+    // The volume's store made it active in the record; a member changed meanwhile refused that.
+    const m = coord.arrays.require(arrayName).members.find((x) => x.path === path);
+    if (m?.state !== 'active' || m.slot !== slot) {
+      throw new Error(`${path} is ${m?.state ?? 'gone'} in the record, not active in slot ${slot}: it was changed while the rebuild finished`);
+    }
     log(`${arrayName}: rebuild of slot ${slot} complete; array optimal`);
     return { slot, path };
   });

@@ -14,6 +14,9 @@ import { registerCompletions } from './completions.js';
 import { LeaseGate } from './lease-gate.js';
 import { planRange, planRegions, regionStripes } from './plans.js';
 import { type RebuildDataset, runStep } from './steps.js';
+import { NbdraidError } from '../errors.js';
+import { RecordStore } from './record-store.js';
+import { SuperblockWriter } from './superblock-writer.js';
 import { Throttle } from './throttle.js';
 import { Worker } from './worker.js';
 
@@ -58,6 +61,7 @@ export class Controller {
     readonly server: NbdServer,
     readonly cache: LeaseCache,
     readonly leaseStore: LeaseStore,
+    readonly writer: SuperblockWriter,
     readonly opts: ControllerOptions,
     private readonly log: (line: string) => void,
   ) {
@@ -69,6 +73,7 @@ export class Controller {
     this.worker = new Worker({
       coord, volume, cache, leaseStore, throttle: this.throttle, regionStripes: this.regionStripes, arrayName: name, log,
       beforeRun: () => this.sync.sync(),
+      afterResync: () => this.syncSuperblocks(),
     });
     registerCompletions(coord, volume, name, this.sync, log);
     this.stopWatching = coord.arrays.watch(name, () => void this.onRegistryChange(), 100);
@@ -76,36 +81,58 @@ export class Controller {
     this.cleaner = setInterval(() => void this.markIdleRegionsClean(), CLEAN_MS);
   }
 
-  /** Starts a controller for `arrayName`: assemble, listen, then take background work. */
+  /**
+   * Starts a controller for `arrayName`: assemble, bring the superblocks up to the record, listen,
+   * then take background work.
+   */
   static async start(opts: ControllerOptions): Promise<Controller> {
     const log = opts.log ?? ((line: string) => process.stderr.write(`nbdraid: ${line}\n`));
     const address = 'path' in opts.listen ? `unix:${opts.listen.path}` : `${opts.listen.host ?? '127.0.0.1'}:${opts.listen.port}`;
     const coord = CoordinatorClass.open(opts.stateDir, { address, onError: (e) => log(`coordination: ${e.message}`) });
     try {
-      const rec = coord.arrays.require(opts.arrayName);
+      const name = opts.arrayName;
+      const rec = coord.arrays.require(name);
+      refuseDirtyDegraded(coord, name, !!opts.force, log);
       const paths = rec.members.filter((m) => m.slot !== null && (m.state === 'active' || m.state === 'rebuilding')).map((m) => m.path);
-      const cache = coord.leases(opts.arrayName, { idleCleanMs: IDLE_CLEAN_MS });
+      const writer = new SuperblockWriter(coord.arrays, opts.stateDir, name);
+      const cache = coord.leases(name, {
+        idleCleanMs: IDLE_CLEAN_MS,
+        afterDirty: () => writer.sync(),
+        afterClean: () => void writer.sync().catch((err: Error) => log(`${name}: superblocks not marked clean: ${err.message}`)),
+      });
       // The volume, its gate and the controller refer to each other; `late` ties them after creation.
       const late: { ctl?: Controller; gate?: LeaseGate } = {};
-      const { volume } = await openVolume(paths, {
-        name: opts.arrayName, force: opts.force, lock: 'shared',
+      const { volume, opened } = await openVolume(paths, {
+        name, force: opts.force, lock: 'shared',
         volume: {
-          trackClean: false, // write intent lives in the region leases' dirty bits
+          trackClean: false, // active/clean follows the regions' write intent (SuperblockWriter)
+          metadata: new RecordStore(coord.arrays, writer),
           gate: {
             get regionStripes() { return late.gate!.regionStripes; },
             enter: (a, b, w) => late.gate!.enter(a, b, w),
             leave: (a, b, w) => late.gate!.leave(a, b, w),
           },
-          onMemberFailed: (slot, reason, path) => late.ctl?.memberFailed(slot, reason, path),
+          onMemberFailed: (slot, reason) => late.ctl?.memberFailed(slot, reason),
           log,
         },
       });
+      try {
+        const written = coord.arrays.written(name);
+        if (opened.wrote) coord.arrays.recordWritten(name, opened.onDisk.events, opened.onDisk.state); // forced in
+        else if (written && opened.onDisk.events > written.events) {
+          throw new NbdraidError('ESTALE', `serve ${name}`, `the members are at events ${opened.onDisk.events}, newer than this state directory's record (${written.events}): they were changed elsewhere (by mdadm, or under another state directory); record them again with 'nbdraid assemble ${name} MEMBER...'`);
+        }
+        await writer.sync(); // a degraded start, or a change a crash left unwritten, reaches the members now
+      } catch (err) {
+        await volume.close();
+        throw err;
+      }
       late.gate = new LeaseGate(cache, regionStripes(volume.g), {
         onRequest: () => late.ctl?.throttle.noteForeground(),
         afterFetch: (a, b) => late.ctl?.afterFetch(a, b),
       });
-      const server = new NbdServer({ exports: [{ name: opts.arrayName, device: volume }], log });
-      const ctl = new Controller(coord, volume, server, cache, coord.leaseStore(opts.arrayName), opts, log);
+      const server = new NbdServer({ exports: [{ name, device: volume }], log });
+      const ctl = new Controller(coord, volume, server, cache, coord.leaseStore(name), writer, opts, log);
       late.ctl = ctl;
       await ctl.sync.sync();
       await server.listen(opts.listen);
@@ -131,10 +158,27 @@ export class Controller {
     this.stopWatching();
     await this.server.close();
     await this.worker.stop();
-    const token = this.cache.flushToken();
-    await this.volume.close(); // flushes every member first
-    if (!this.volume.offline) this.cache.flushed(token);
-    this.coord.close(); // gives the leases back, clean where the flush covered every write
+    if (!this.volume.offline) {
+      // Flushed members let this controller's write-intent bits go now; if no other controller
+      // has any, the superblocks say clean before the members are let go.
+      try {
+        const token = this.cache.flushToken();
+        await this.volume.flush();
+        this.cache.flushed(token);
+        this.cache.cleanFlushed();
+        await this.writer.sync();
+      } catch (err) {
+        this.log(`${this.opts.arrayName}: could not mark the array clean on stop: ${(err as Error).message}`);
+      }
+    }
+    await this.volume.close();
+    this.coord.close(); // gives the leases back; bits still set stay for the next holder or a resync
+  }
+
+  /** Brings the superblocks up to the record (cheap when nothing changed); errors are logged. */
+  private syncSuperblocks(): void {
+    if (this.stopped) return;
+    this.writer.sync().catch((err: Error) => this.log(`${this.opts.arrayName}: superblock update failed: ${err.message}`));
   }
 
   /**
@@ -180,24 +224,13 @@ export class Controller {
       const count = Math.min(this.regionStripes, this.volume.g.stripes - start);
       const bad = await runStep(this.volume, 'resync', null, start, count);
       this.leaseStore.clearResync([region]);
+      this.syncSuperblocks();
       if (bad.length > 0) this.log(`${this.opts.arrayName}: region ${region} resynced before use (${bad.length} stripes fixed)`);
     }
   }
 
-  /** The volume failed a member: record it (unless the registry already says it is gone). */
-  private memberFailed(slot: number, reason: string, path: string | undefined): void {
-    try {
-      const rec = this.coord.arrays.require(this.opts.arrayName);
-      const known = rec.members.find((x) => x.slot === slot && x.path === path && (x.state === 'active' || x.state === 'rebuilding'));
-      if (known) {
-        this.coord.arrays.update(this.opts.arrayName, (r) => {
-          const m = r.members.find((x) => x.slot === slot && x.path === path && (x.state === 'active' || x.state === 'rebuilding'));
-          if (m) m.state = 'faulty';
-        });
-      }
-    } catch (err) {
-      this.log(`could not record member ${slot} faulty: ${(err as Error).message}`);
-    }
+  /** The volume failed a member (its store records it in the registry and the superblocks). */
+  private memberFailed(slot: number, reason: string): void {
     this.log(`${this.opts.arrayName}: member ${slot} failed (${reason})`);
     void this.duties();
   }
@@ -207,6 +240,7 @@ export class Controller {
     if (this.stopped || this.volume.offline) return;
     try {
       this.applyThrottle();
+      this.syncSuperblocks();
       await this.maybeStartRebuild();
       this.maybeStartResync();
     } catch (err) {
@@ -224,7 +258,7 @@ export class Controller {
     if (resume) return this.restartRebuild(resume.index);
     const slot = this.volume.slots.find((s) => s.state === 'faulty' || s.state === 'missing');
     if (!slot) return;
-    let chosen: { path: string; deviceUuid: string } | undefined;
+    let chosen: { path: string; deviceUuid: string; devNumber: number } | undefined;
     const name = this.opts.arrayName;
     // One transaction picks the spare: of several controllers seeing the failure, one wins.
     this.coord.arrays.update(name, (r) => {
@@ -233,14 +267,19 @@ export class Controller {
       const spare = spares.find((m) => m.slot === slot.index) ?? spares.find((m) => m.slot === null);
       if (!spare) return;
       for (const m of r.members) if (m.slot === slot.index && m.state === 'faulty') m.state = 'removed';
+      // The spare gets the next device number; a device absent from this slot is gone for good.
+      const numbers = [...r.members.map((m) => m.devNumber ?? -1), ...(r.md.absent ?? []).map((a) => a.devNumber)];
+      spare.devNumber = Math.max(-1, ...numbers) + 1;
+      r.md.absent = (r.md.absent ?? []).filter((a) => a.slot !== slot.index);
       spare.state = 'rebuilding';
       spare.slot = slot.index;
-      chosen = { path: spare.path, deviceUuid: spare.deviceUuid };
+      spare.recoveryOffset = 0;
+      chosen = { path: spare.path, deviceUuid: spare.deviceUuid, devNumber: spare.devNumber };
     });
     if (!chosen) return;
     const handle = await openMember(chosen.path, { lock: 'shared' });
-    await this.volume.addRebuildMember(slot.index, handle.device, { path: chosen.path, deviceUuid: parseUuid(chosen.deviceUuid) });
-    this.createRebuild({ slot: slot.index, ...chosen });
+    await this.volume.addRebuildMember(slot.index, handle.device, { path: chosen.path, deviceUuid: parseUuid(chosen.deviceUuid), devNumber: chosen.devNumber });
+    this.createRebuild({ slot: slot.index, path: chosen.path, deviceUuid: chosen.deviceUuid });
   }
 
   private createRebuild(dataset: RebuildDataset): void {
@@ -272,9 +311,34 @@ export class Controller {
     const regions = this.leaseStore.pendingResync().map((r) => r.region);
     if (regions.length === 0) return;
     const parts = planRegions(regions, this.volume.g.stripes, this.regionStripes);
-    if (parts.length === 0) return this.leaseStore.clearResync(regions); // beyond the end: nothing to do
+    if (parts.length === 0) { // beyond the end: nothing to do
+      this.leaseStore.clearResync(regions);
+      return this.syncSuperblocks();
+    }
     const task = this.coord.createTask({ kind: 'resync', arrayName: this.opts.arrayName, dataset: { regions }, partitions: parts });
     this.log(`${this.opts.arrayName}: resync of ${regions.length} dirty regions left by stopped controllers (task ${task.id})`);
     this.worker.poke();
   }
+}
+
+/**
+ * md's rule, from the record: an array whose parity may lag its data somewhere (write-intent bits
+ * or resyncs pending, or superblocks last written active) and that misses a member cannot be
+ * trusted where those stripes miss their member: a block reconstructed from stale parity is wrong
+ * data. Refused unless forced; forced, the regions at risk are named.
+ */
+function refuseDirtyDegraded(coord: Coordinator, name: string, force: boolean, log: (line: string) => void): void {
+  const { rec, written, unsynced } = coord.arrays.superblockSnapshot(name);
+  const inSync = new Set(rec.members.filter((m) => m.state === 'active' && m.slot !== null).map((m) => m.slot));
+  const missing = Array.from({ length: rec.raidDisks }, (_, s) => s).filter((s) => !inSync.has(s));
+  const dirty = unsynced > 0 || (written !== undefined && !(written.state as { clean?: boolean }).clean);
+  if (missing.length === 0 || !dirty) return;
+  const regions = coord.leaseStore(name).pendingResync().map((r) => r.region);
+  const leased = coord.leaseStore(name).list().filter((l) => l.dirty).map((l) => l.region);
+  const atRisk = [...new Set([...regions, ...leased])].sort((a, b) => a - b);
+  const where = atRisk.length > 0 ? `regions ${atRisk.join(', ')} (32 MiB of volume data each)` : 'any region (the members were not shut down cleanly)';
+  if (!force) {
+    throw new NbdraidError('EIO', `serve ${name}`, `array is dirty (writes were in flight when it stopped) and degraded (slot ${missing.join(', ')} missing): blocks of the missing member in ${where} would be rebuilt from parity that may be stale, i.e. wrong data. Bring the missing member back so the parity is resynced first, or pass --force to serve it anyway`);
+  }
+  log(`${name}: WARNING: serving dirty and degraded by --force: data in ${where} may be wrong where slot ${missing.join(', ')} is reconstructed`);
 }

@@ -18,6 +18,8 @@ export interface WorkerContext {
   log: (line: string) => void;
   /** Called before a claimed partition runs (e.g. to adopt membership changes first). */
   beforeRun?: (claimed: Claimed) => Promise<void>;
+  /** Called after a region's pending resync was cleared (the array may now be clean). */
+  afterResync?: () => void;
 }
 
 /** Stripes handed to one step: bounds memory (count x chunk per member) and throttle granularity. */
@@ -115,7 +117,10 @@ export class Worker {
         jobs.push(job);
       }
       await settleAll(jobs);
-      if (kind === 'resync') this.ctx.leaseStore.clearResync([region]);
+      if (kind === 'resync') {
+        this.ctx.leaseStore.clearResync([region]);
+        this.ctx.afterResync?.();
+      }
       cp.mismatches.sort((a, b) => a - b);
       const bytes = (stop - cp.next) * volume.g.chunk;
       cp.next = stop;

@@ -7,14 +7,32 @@ import { dataVersion } from './db.js';
 import { EventLog } from './events.js';
 
 export type MemberState = 'active' | 'faulty' | 'removed' | 'spare' | 'rebuilding';
-export interface MemberRecord { slot: number | null; path: string; state: MemberState; deviceUuid: string }
+export interface MemberRecord {
+  slot: number | null; path: string; state: MemberState; deviceUuid: string;
+  /** Index into the superblocks' dev_roles, once the member has a superblock of this array (not for a spare). */
+  devNumber?: number;
+  /** While rebuilding: sectors from the data offset already recovered (md's recovery_offset). */
+  recoveryOffset?: number;
+}
+/** What the superblocks say besides membership, kept in the record so that any process writes the same. */
+export interface MdIdentity {
+  /** md's set_name (at most 32 bytes) and creation time in seconds. */
+  setName?: string;
+  ctime?: number;
+  /** md's internal bitmap, kept (not maintained): its offset from the superblock in sectors. */
+  bitmapOffset?: number;
+  /** Devices the superblocks list in a slot that were not given to assemble: out of the array from now on. */
+  absent?: { devNumber: number; slot: number; deviceUuid: string }[];
+}
+/** What the members' superblocks were last written with. */
+export interface WrittenSuperblocks { events: number; state: unknown; writtenAt: number }
 export interface Throttle { minMBps: number; maxMBps: number; inflight: number }
 export interface ArrayRecord {
   name: string; uuid: string; level: number; layout: string; chunk: number; raidDisks: number;
-  dataOffset: number; memberSize: number; members: MemberRecord[]; throttle: Throttle;
+  dataOffset: number; memberSize: number; members: MemberRecord[]; throttle: Throttle; md: MdIdentity;
   revision: number; createdAt: number; updatedAt: number;
 }
-export type NewArray = Omit<ArrayRecord, 'revision' | 'createdAt' | 'updatedAt' | 'throttle'> & { throttle?: Throttle };
+export type NewArray = Omit<ArrayRecord, 'revision' | 'createdAt' | 'updatedAt' | 'throttle' | 'md'> & { throttle?: Throttle; md?: MdIdentity };
 
 /** Who changes the registry, for the events journal. */
 export interface Actor { controller?: number | null; actor?: string }
@@ -23,7 +41,7 @@ export const DEFAULT_THROTTLE: Throttle = { minMBps: 50, maxMBps: 2000, inflight
 
 interface ArrayRow {
   name: string; uuid: string; level: number; layout: string; chunk: number; raid_disks: number;
-  data_offset: number; member_size: number; members: string; throttle: string;
+  data_offset: number; member_size: number; members: string; throttle: string; md: string;
   revision: number; created_at: number; updated_at: number;
 }
 
@@ -35,19 +53,29 @@ export class ArrayRegistry {
   private readonly upd: Statement;
   private readonly del: Statement;
   private readonly rev: Statement;
+  private readonly selWritten: Statement;
+  private readonly putWritten: Statement;
+  private readonly intent: Statement;
+  private readonly delWritten: Statement;
 
   constructor(private readonly db: Database, private readonly who: Actor = { actor: 'cli' }) {
     this.events = new EventLog(db);
     this.sel = db.prepare('SELECT * FROM arrays WHERE name = ?');
     this.selAll = db.prepare('SELECT * FROM arrays ORDER BY name');
     this.ins = db.prepare(`INSERT INTO arrays (name, uuid, level, layout, chunk, raid_disks, data_offset, member_size,
-      members, throttle, revision, created_at, updated_at)
-      VALUES (@name, @uuid, @level, @layout, @chunk, @raidDisks, @dataOffset, @memberSize, @members, @throttle, 1, @now, @now)`);
+      members, throttle, md, revision, created_at, updated_at)
+      VALUES (@name, @uuid, @level, @layout, @chunk, @raidDisks, @dataOffset, @memberSize, @members, @throttle, @md, 1, @now, @now)`);
     this.upd = db.prepare(`UPDATE arrays SET uuid = @uuid, level = @level, layout = @layout, chunk = @chunk,
       raid_disks = @raidDisks, data_offset = @dataOffset, member_size = @memberSize, members = @members,
-      throttle = @throttle, revision = revision + 1, updated_at = @now WHERE name = @name`);
+      throttle = @throttle, md = @md, revision = revision + 1, updated_at = @now WHERE name = @name`);
     this.del = db.prepare('DELETE FROM arrays WHERE name = ?');
     this.rev = db.prepare('SELECT revision FROM arrays WHERE name = ?');
+    this.selWritten = db.prepare('SELECT events, state, written_at FROM superblocks WHERE array_name = ?');
+    this.putWritten = db.prepare(`INSERT INTO superblocks (array_name, events, state, written_at) VALUES (?, ?, ?, ?)
+      ON CONFLICT (array_name) DO UPDATE SET events = excluded.events, state = excluded.state, written_at = excluded.written_at`);
+    this.delWritten = db.prepare('DELETE FROM superblocks WHERE array_name = ?');
+    this.intent = db.prepare(`SELECT (SELECT COUNT(*) FROM region_leases WHERE array_name = @name AND dirty = 1)
+      + (SELECT COUNT(*) FROM resync_regions WHERE array_name = @name) AS n`);
   }
 
   create(rec: NewArray): ArrayRecord {
@@ -55,7 +83,7 @@ export class ArrayRegistry {
       if (this.sel.get(rec.name)) {
         throw new NbdraidError('EEXIST', `array ${rec.name}`, `an array of that name exists; pick another name or remove it first (nbdraid list)`);
       }
-      this.ins.run(toParams({ ...rec, throttle: rec.throttle ?? DEFAULT_THROTTLE }));
+      this.ins.run(toParams({ ...rec, throttle: rec.throttle ?? DEFAULT_THROTTLE, md: rec.md ?? {} }));
       this.events.append({ ...this.who, kind: 'array.created', arrayName: rec.name, detail: { uuid: rec.uuid, level: rec.level, raidDisks: rec.raidDisks } });
       return this.require(rec.name);
     }).immediate();
@@ -94,9 +122,28 @@ export class ArrayRegistry {
     }).immediate();
   }
 
+  /**
+   * The record, what its superblocks were last written with, and how many regions may hold
+   * parity that lags its data (write-intent bits set, resyncs pending), read in one transaction.
+   */
+  superblockSnapshot(name: string): { rec: ArrayRecord; written: WrittenSuperblocks | undefined; unsynced: number } {
+    return this.db.transaction(() => ({ rec: this.require(name), written: this.written(name), unsynced: (this.intent.get({ name }) as { n: number }).n }))();
+  }
+
+  written(name: string): WrittenSuperblocks | undefined {
+    const row = this.selWritten.get(name) as { events: number; state: string; written_at: number } | undefined;
+    return row ? { events: row.events, state: JSON.parse(row.state) as unknown, writtenAt: row.written_at } : undefined;
+  }
+
+  /** Records what the members' superblocks now hold (called with the superblock lock held). */
+  recordWritten(name: string, events: number, state: unknown): void {
+    this.putWritten.run(name, events, JSON.stringify(state), Date.now());
+  }
+
   remove(name: string): void {
     this.db.transaction(() => {
       if (this.del.run(name).changes === 0) this.require(name);
+      this.delWritten.run(name);
       this.events.append({ ...this.who, kind: 'array.removed', arrayName: name });
     }).immediate();
   }
@@ -132,7 +179,7 @@ function toParams(r: Omit<ArrayRecord, 'revision' | 'createdAt' | 'updatedAt'>):
   return {
     name: r.name, uuid: r.uuid, level: r.level, layout: r.layout, chunk: r.chunk, raidDisks: r.raidDisks,
     dataOffset: r.dataOffset, memberSize: r.memberSize, members: JSON.stringify(r.members),
-    throttle: JSON.stringify(r.throttle), now: Date.now(),
+    throttle: JSON.stringify(r.throttle), md: JSON.stringify(r.md ?? {}), now: Date.now(),
   };
 }
 
@@ -140,7 +187,7 @@ function toRecord(r: ArrayRow): ArrayRecord {
   return {
     name: r.name, uuid: r.uuid, level: r.level, layout: r.layout, chunk: r.chunk, raidDisks: r.raid_disks,
     dataOffset: r.data_offset, memberSize: r.member_size, members: JSON.parse(r.members) as MemberRecord[],
-    throttle: JSON.parse(r.throttle) as Throttle, revision: r.revision, createdAt: r.created_at, updatedAt: r.updated_at,
+    throttle: JSON.parse(r.throttle) as Throttle, md: JSON.parse(r.md ?? '{}') as MdIdentity, revision: r.revision, createdAt: r.created_at, updatedAt: r.updated_at,
   };
 }
 

@@ -22,6 +22,13 @@ export interface LeaseCacheOptions {
   idleCleanMs?: number;
   /** How often a waiter re-checks and probes the holder's liveness (ms). */
   probeMs?: number;
+  /**
+   * After write-intent bits were committed and before any write to those regions may start: the
+   * array's durable state follows (the superblocks say active). A rejection fails those writers.
+   */
+  afterDirty?: () => Promise<void>;
+  /** After write-intent bits were cleared (the array may now be clean). */
+  afterClean?: () => void;
 }
 
 interface Waiter { write: boolean; resolve: () => void; reject: (e: Error) => void }
@@ -48,6 +55,8 @@ export class LeaseCache {
   private readonly regions = new Map<number, Region>();
   private readonly pending = new Set<number>();
   private readonly toDirty = new Set<number>();
+  /** Regions whose bit is committed while afterDirty runs: their writers still wait. */
+  private readonly dirtying = new Set<number>();
   private readonly flushes = new Map<number, Map<number, number>>();
   private seq = 0;
   private probeTimer: NodeJS.Timeout | undefined;
@@ -166,8 +175,7 @@ export class LeaseCache {
     this.unsubscribe();
     clearInterval(this.probeTimer);
     clearTimeout(this.cleanTimer);
-    const cleanable = [...this.regions].filter(([, r]) => r.held && r.dirty && r.clean?.seq === r.lastWriteSeq && r.writes === 0);
-    if (cleanable.length > 0) this.store.markClean(cleanable.map(([n]) => n));
+    this.cleanFlushed();
     for (const r of this.regions.values()) {
       for (const w of r.queue) w.reject(this.closedError());
       r.queue = [];
@@ -178,6 +186,23 @@ export class LeaseCache {
     this.store.unwantAll();
     for (const n of this.store.held()) this.store.yield(n);
     this.pending.clear();
+  }
+
+  /**
+   * Clears now, whatever their idle time, the bits of regions that a flush covered and that saw no
+   * write since (a controller stopping cleanly: its members are flushed). Returns the regions.
+   */
+  cleanFlushed(): number[] {
+    const due = [...this.regions].filter(([, r]) => r.held && r.dirty && r.clean?.seq === r.lastWriteSeq && r.writes === 0).map(([n]) => n);
+    if (due.length === 0) return due;
+    this.store.markClean(due);
+    for (const n of due) {
+      const r = this.region(n);
+      r.dirty = false;
+      r.clean = undefined;
+    }
+    this.opts.afterClean?.();
+    return due;
   }
 
   /** Re-reads what others did: wanted leases of ours, grants to us, dead holders, due cleaning. */
@@ -243,7 +268,7 @@ export class LeaseCache {
       return;
     }
     if (!r.wanted || r.owed) this.serve(n, r);
-    if (r.wanted && !r.owed && r.inflight === 0 && !this.toDirty.has(n)) this.handOver(n, r);
+    if (r.wanted && !r.owed && r.inflight === 0 && !this.toDirty.has(n) && !this.dirtying.has(n)) this.handOver(n, r);
   }
 
   private serve(n: number, r: Region): void {
@@ -269,6 +294,7 @@ export class LeaseCache {
 
   /** Batches the regions that need their dirty bit into one synced commit per turn of the loop. */
   private requestDirty(n: number): void {
+    if (this.dirtying.has(n)) return;
     if (this.toDirty.size === 0) setImmediate(() => this.commitDirty());
     this.toDirty.add(n);
   }
@@ -283,11 +309,26 @@ export class LeaseCache {
       for (const n of regions) this.failWriters(n, err as Error);
       return;
     }
-    for (const n of regions) {
-      const r = this.region(n);
-      r.dirty = true;
-      this.pump(n);
-    }
+    const proceed = () => {
+      for (const n of regions) {
+        this.dirtying.delete(n);
+        const r = this.region(n);
+        r.dirty = true;
+        this.pump(n);
+      }
+    };
+    const after = this.opts.afterDirty;
+    if (!after) return proceed();
+    for (const n of regions) this.dirtying.add(n);
+    after().then(proceed, (err: Error) => {
+      for (const n of regions) {
+        // The bit is set, but the array's state may not show it: fail these writers; the next
+        // writer asks again.
+        this.dirtying.delete(n);
+        this.failWriters(n, err);
+        this.pump(n);
+      }
+    });
   }
 
   private failWriters(n: number, err: Error): void {
@@ -330,6 +371,7 @@ export class LeaseCache {
         r.dirty = false;
         r.clean = undefined;
       }
+      this.opts.afterClean?.();
     }
     if (later) this.scheduleClean();
   }

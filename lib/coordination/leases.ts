@@ -37,6 +37,7 @@ export class LeaseStore {
         UNION ALL SELECT array_name, region, NULL, updated_at FROM region_leases
           WHERE array_name = ? AND holder IS NULL AND dirty = 1 AND region NOT IN (SELECT region FROM resync_regions WHERE array_name = ?)
         ORDER BY region`),
+      addResync: db.prepare(`INSERT OR IGNORE INTO resync_regions (array_name, region, from_controller, recorded_at) VALUES (?, ?, ?, ?)`),
       clearResync: db.prepare('DELETE FROM resync_regions WHERE array_name = ? AND region = ?'),
       clearUnheld: db.prepare('DELETE FROM region_leases WHERE array_name = ? AND region = ? AND holder IS NULL'),
     };
@@ -135,6 +136,18 @@ export class LeaseStore {
   /** Regions whose parity must be recomputed: dirty when their holder died, or dirty and left unheld. */
   pendingResync(): ResyncRecord[] {
     return this.s.resync.all(this.arrayName, this.arrayName, this.arrayName) as ResyncRecord[];
+  }
+
+  /**
+   * Records `regions` as needing a resync (their parity may lag their data), e.g. every region of
+   * an array assembled from members that were not shut down cleanly.
+   */
+  requireResync(regions: number[]): void {
+    this.db.transaction(() => {
+      const now = Date.now();
+      for (const r of regions) this.s.addResync.run(this.arrayName, r, this.controller, now);
+      this.events.append({ controller: this.controller, actor: this.controller === null ? 'cli' : undefined, kind: 'resync.required', arrayName: this.arrayName, detail: { regions: regions.length } });
+    }).immediate();
   }
 
   /** After a resync of `regions`: forget them (the resync task's completion action calls this). */

@@ -108,4 +108,20 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    // One truth of the array's durable state: the md identity the superblocks are written from
+    // (set name, creation time, kept features, devices known but absent), and what was last
+    // written to the members (events and the canonical state), so the superblocks follow the
+    // record in one order whoever changes it.
+    version: 2,
+    sql: `
+      ALTER TABLE arrays ADD COLUMN md TEXT NOT NULL DEFAULT '{}';  -- JSON MdIdentity
+      CREATE TABLE superblocks (
+        array_name TEXT PRIMARY KEY,
+        events INTEGER NOT NULL,
+        state TEXT NOT NULL,              -- JSON MdState last written to the members
+        written_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `,
+  },
 ];

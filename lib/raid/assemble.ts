@@ -4,8 +4,8 @@
 // dirty array missing one, is refused unless forced; force brings in the freshest stale members.
 import { NbdraidError } from '../errors.js';
 import type { BlockDevice } from '../transport/block-device.js';
-import { ArrayMetadata, type MemberDisk, readSuperblock } from './metadata.js';
-import { FEATURE_RECOVERY_OFFSET, ROLE_FAULTY, ROLE_SPARE, type Superblock, formatUuid, isClean } from './superblock.js';
+import { ArrayMetadata, type MdState, type MemberDisk, readSuperblock } from './metadata.js';
+import { FEATURE_BITMAP_OFFSET, FEATURE_RECOVERY_OFFSET, ROLE_FAULTY, ROLE_SPARE, type Superblock, formatUuid, isClean, unsupportedFeatures } from './superblock.js';
 
 export interface AssembleMember {
   device: BlockDevice;
@@ -31,6 +31,12 @@ export interface AssembleResult {
   report: MemberReport[];
   /** Slots without a member. */
   missing: number[];
+  /** What the members' superblocks hold now (the freshest one's view), and at which events. */
+  onDisk: { events: number; state: MdState };
+  /** Assembly itself wrote the superblocks (forced members, or a forced dirty degraded start). */
+  wrote: boolean;
+  /** Devices the freshest superblock puts in a slot that were not given to assemble. */
+  absent: { devNumber: number; slot: number; deviceUuid: Buffer }[];
 }
 
 interface Candidate { m: AssembleMember; sb: Superblock; label: string }
@@ -52,11 +58,30 @@ export async function assembleArray(members: AssembleMember[], opts: { force?: b
   refuseUnstartable(ref.sb, missing(), report, ctx, !!opts.force);
   const meta = buildMetadata(ref.sb, cands, chosen);
   const forced = report.some((r) => r.verdict === 'forced');
+  let onDisk = { events: ref.sb.events, state: stateOnDisk(ref.sb, cands) };
   if (forced || (!isClean(ref.sb) && missing().length > 0)) {
     const failed = await meta.commit(); // forced members now carry the current events
     if (failed.length > 0) throw new NbdraidError('EIO', ctx, `could not update superblocks of ${failed.map((d) => d.path).join(', ')}`);
+    onDisk = { events: meta.events, state: meta.mdState() };
   }
-  return { meta, report, missing: missing() };
+  const given = new Set(cands.map((c) => c.sb.devNumber));
+  const absent = meta.disks.filter((d) => !given.has(d.devNumber) && ref.sb.devRoles[d.devNumber] < ref.sb.raidDisks)
+    .map((d) => ({ devNumber: d.devNumber, slot: ref.sb.devRoles[d.devNumber], deviceUuid: d.deviceUuid }));
+  return { meta, report, missing: missing(), onDisk, absent, wrote: onDisk.events !== ref.sb.events };
+}
+
+/** The freshest superblock's view in canonical form (recovery offsets from the members' own). */
+function stateOnDisk(ref: Superblock, cands: Candidate[]): MdState {
+  const own = new Map(cands.map((c) => [c.sb.devNumber, c.sb]));
+  const roles: [number, number][] = [];
+  const recovery: [number, number][] = [];
+  ref.devRoles.forEach((role, dev) => {
+    if (role === ROLE_SPARE) return;
+    roles.push([dev, role]);
+    const sb = own.get(dev);
+    if (role < ref.raidDisks && sb && sb.featureMap & FEATURE_RECOVERY_OFFSET) recovery.push([dev, sb.recoveryOffset]);
+  });
+  return { clean: isClean(ref), roles, recovery };
 }
 
 function checkSameArray(cands: Candidate[], ctx: string): Candidate {
@@ -66,6 +91,10 @@ function checkSameArray(cands: Candidate[], ctx: string): Candidate {
       throw new NbdraidError('EINVAL', ctx, `${c.label} belongs to another array (uuid ${formatUuid(c.sb.setUuid)}, not ${formatUuid(ref.sb.setUuid)}); leave it out`);
     }
     if (c.sb.level !== 5) throw new NbdraidError('ENOTSUP', ctx, `${c.label} is raid level ${c.sb.level}; only raid5 is supported`);
+    const unknown = unsupportedFeatures(c.sb.featureMap);
+    if (unknown.length > 0) {
+      throw new NbdraidError('ENOTSUP', ctx, `${c.label} uses md features nbdraid does not implement (${unknown.join(', ')}); assemble it with mdadm, or finish the operation there first`);
+    }
     if (c.sb.size * 512 + c.sb.dataOffset * 512 > c.m.device.size) {
       throw new NbdraidError('EINVAL', ctx, `${c.label} is smaller than its superblock says (truncated device?)`);
     }
@@ -148,12 +177,14 @@ function buildMetadata(ref: Superblock, cands: Candidate[], chosen: Map<number, 
       devNumber, deviceUuid: c?.sb.deviceUuid ?? Buffer.alloc(16), role,
       device: slot !== undefined && c ? c.m.device : null, path: c?.m.path,
       dataSize: c?.sb.dataSize ?? ref.size, recoveryOffset: recovering ? c.sb.recoveryOffset : undefined,
+      badBlockLog: c?.sb.badBlockLog,
     };
   });
   return new ArrayMetadata(
     {
       uuid: ref.setUuid, name: ref.name, ctime: ref.ctime, layout: ref.layout, chunkSectors: ref.chunkSectors,
       raidDisks: ref.raidDisks, sizeSectors: ref.size, dataOffsetSectors: ref.dataOffset,
+      bitmap: ref.featureMap & FEATURE_BITMAP_OFFSET ? { offsetSectors: ref.bitmapOffset } : undefined,
     },
     disks, ref.events, isClean(ref),
   );

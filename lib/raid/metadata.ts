@@ -6,7 +6,7 @@ import { NbdraidError } from '../errors.js';
 import type { BlockDevice } from '../transport/block-device.js';
 import { Geometry, layoutName } from './geometry.js';
 import {
-  FEATURE_RECOVERY_OFFSET, MAX_SECTOR, ROLE_FAULTY, ROLE_SPARE, SB_OFFSET, SB_OFFSET_SECTORS,
+  FEATURE_BITMAP_OFFSET, FEATURE_RECOVERY_OFFSET, MAX_SECTOR, ROLE_FAULTY, ROLE_SPARE, SB_OFFSET, SB_OFFSET_SECTORS,
   type Superblock, decodeSuperblock, encodeSuperblock,
 } from './superblock.js';
 
@@ -22,6 +22,35 @@ export interface ArrayInfo {
   /** Used data sectors per member. */
   sizeSectors: number;
   dataOffsetSectors: number;
+  /**
+   * md's internal bitmap, kept as md wrote it: nbdraid does not update it, so its events fall
+   * behind and md treats it as stale (a full resync where the array is dirty, never a wrong
+   * partial one). Bit FEATURE_BITMAP_OFFSET of the feature map and the bitmap's offset.
+   */
+  bitmap?: { offsetSectors: number };
+}
+
+/**
+ * What the superblocks say about the array, in one canonical form: clean or active, the role of
+ * every device that has one (slot or ROLE_FAULTY), and the recovered prefix of rebuilding ones.
+ * Two states that compare equal write the same superblocks (but for events and utime).
+ */
+export interface MdState {
+  clean: boolean;
+  /** [devNumber, role], by devNumber; spares and unused entries left out. */
+  roles: [number, number][];
+  /** [devNumber, sectors recovered], by devNumber, for members being rebuilt. */
+  recovery: [number, number][];
+}
+
+export function sameMdState(a: MdState, b: MdState): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** True when a device that is in a slot in `before` is not in a slot in `after` (it failed or went missing). */
+export function leavesMember(before: MdState, after: MdState, raidDisks: number): boolean {
+  const now = new Map(after.roles);
+  return before.roles.some(([dev, role]) => role < raidDisks && !((now.get(dev) ?? ROLE_SPARE) < raidDisks));
 }
 
 export interface MemberDisk {
@@ -37,6 +66,8 @@ export interface MemberDisk {
   dataSize: number;
   /** Set while the member is being rebuilt: sectors from data_offset already recovered. */
   recoveryOffset?: number;
+  /** The member's own devflags and bad-block log fields (see Superblock), kept when rewritten. */
+  badBlockLog?: Buffer;
 }
 
 export class ArrayMetadata {
@@ -67,8 +98,10 @@ export class ArrayMetadata {
     const devRoles = new Array<number>(maxDev).fill(ROLE_SPARE);
     for (const d of this.disks) devRoles[d.devNumber] = d.role;
     const recovering = disk.recoveryOffset !== undefined && disk.role < ROLE_FAULTY;
+    const bitmap = this.info.bitmap;
     return {
-      featureMap: recovering ? FEATURE_RECOVERY_OFFSET : 0,
+      featureMap: (recovering ? FEATURE_RECOVERY_OFFSET : 0) | (bitmap ? FEATURE_BITMAP_OFFSET : 0),
+      bitmapOffset: bitmap?.offsetSectors ?? 0, badBlockLog: disk.badBlockLog ?? Buffer.alloc(8),
       setUuid: this.info.uuid, name: this.info.name, ctime: this.info.ctime,
       level: 5, layout: this.info.layout, size: this.info.sizeSectors, chunkSectors: this.info.chunkSectors,
       raidDisks: this.info.raidDisks, dataOffset: this.info.dataOffsetSectors, dataSize: disk.dataSize,
@@ -78,17 +111,40 @@ export class ArrayMetadata {
     };
   }
 
+  /** The superblocks' view of the array, in canonical form. */
+  mdState(): MdState {
+    const byDev = [...this.disks].sort((a, b) => a.devNumber - b.devNumber);
+    return {
+      clean: this.clean,
+      roles: byDev.filter((d) => d.role !== ROLE_SPARE).map((d) => [d.devNumber, d.role]),
+      recovery: byDev.filter((d) => d.role < ROLE_FAULTY && d.recoveryOffset !== undefined).map((d) => [d.devNumber, d.recoveryOffset as number]),
+    };
+  }
+
+  /** Disks whose superblock is written: those with a device and a slot (md writes no faulty member). */
+  liveDisks(): MemberDisk[] {
+    return this.disks.filter((d) => d.device && d.role < ROLE_FAULTY);
+  }
+
   /**
-   * Bumps events and writes (and syncs) the superblock of every member that has a device and is
-   * not faulty. Returns the disks whose write failed; the caller decides what that means.
+   * Bumps events by `bump` and writes (and syncs) the superblock of every live member. Returns
+   * the disks whose write failed; the caller decides what that means. A change that takes a
+   * member out bumps by 2, so the member left behind is never "one behind" (which md and mdadm
+   * still accept as up to date).
    */
-  async commit(): Promise<MemberDisk[]> {
-    const live = this.disks.filter((d) => d.device && d.role !== ROLE_FAULTY);
-    // Other processes serving the same array (a cluster of controllers) commit too: continue from
-    // the highest events on the members so the counter never goes back.
+  async commit(bump = 1): Promise<MemberDisk[]> {
+    const live = this.liveDisks();
+    // Continue from the highest events on the members so the counter never goes back.
     const onDisk = await Promise.all(live.map((d) => probeSuperblock(d.device as BlockDevice, d.path ?? 'member').catch(() => undefined)));
-    this.events = Math.max(this.events, ...onDisk.map((sb) => (sb && sb.setUuid.equals(this.info.uuid) ? sb.events : -Infinity))) + 1;
-    const results = await Promise.allSettled(live.map((d) => writeSuperblock(d.device as BlockDevice, this.superblockFor(d))));
+    this.events = Math.max(this.events, ...onDisk.map((sb) => (sb && sb.setUuid.equals(this.info.uuid) ? sb.events : -Infinity))) + bump;
+    return this.writeLive();
+  }
+
+  /** Writes (and syncs) the superblock of every live member at the current events. */
+  async writeLive(): Promise<MemberDisk[]> {
+    const live = this.liveDisks();
+    const now = Math.floor(Date.now() / 1000);
+    const results = await Promise.allSettled(live.map((d) => writeSuperblock(d.device as BlockDevice, this.superblockFor(d, now))));
     return live.filter((_, i) => results[i].status === 'rejected');
   }
 }

@@ -12,7 +12,24 @@ export const ROLE_SPARE = 0xffff;
 export const ROLE_FAULTY = 0xfffe;
 /** resync_offset of a clean array: every sector in sync. */
 export const MAX_SECTOR = 0xffffffffffffffffn;
+export const FEATURE_BITMAP_OFFSET = 1;
 export const FEATURE_RECOVERY_OFFSET = 2;
+/** Feature bits nbdraid reads and writes: an internal bitmap is kept as md wrote it (see metadata.ts). */
+export const FEATURES_UNDERSTOOD = FEATURE_BITMAP_OFFSET | FEATURE_RECOVERY_OFFSET;
+const FEATURE_NAMES: [number, string][] = [
+  [4, 'reshape in progress'], [8, 'bad blocks recorded'], [16, 'replacement device'], [32, 'backwards reshape'],
+  [64, 'new data offset (reshape)'], [128, 'recovery bitmap'], [256, 'clustered md'], [512, 'write journal'],
+  [1024, 'partial parity log'], [2048, 'multiple partial parity logs'],
+];
+
+/** The md features set in `featureMap` that nbdraid does not implement, by name. */
+export function unsupportedFeatures(featureMap: number): string[] {
+  const out = FEATURE_NAMES.filter(([bit]) => featureMap & bit).map(([, name]) => name);
+  const known = FEATURE_NAMES.reduce((m, [bit]) => m | bit, FEATURES_UNDERSTOOD);
+  const rest = featureMap & ~known;
+  if (rest) out.push(`feature bits 0x${rest.toString(16)}`);
+  return out;
+}
 const HEADER = 256;
 const MAX_MAX_DEV = (SB_BYTES - HEADER) / 2;
 const TIME_MASK = (1n << 40n) - 1n;
@@ -20,8 +37,8 @@ const TIME_MASK = (1n << 40n) - 1n;
 /** Field offsets inside the superblock. */
 const O = {
   magic: 0, majorVersion: 4, featureMap: 8, setUuid: 16, setName: 32, ctime: 64, level: 72, layout: 76,
-  size: 80, chunksize: 88, raidDisks: 92, dataOffset: 128, dataSize: 136, superOffset: 144,
-  recoveryOffset: 152, devNumber: 160, deviceUuid: 168, utime: 192, events: 200, resyncOffset: 208,
+  size: 80, chunksize: 88, raidDisks: 92, bitmapOffset: 96, dataOffset: 128, dataSize: 136, superOffset: 144,
+  recoveryOffset: 152, devNumber: 160, deviceUuid: 168, badBlockLog: 184, utime: 192, events: 200, resyncOffset: 208,
   sbCsum: 216, maxDev: 220, devRoles: 256,
 } as const;
 
@@ -38,6 +55,8 @@ export interface Superblock {
   size: number;
   chunkSectors: number;
   raidDisks: number;
+  /** Sectors from the superblock to the internal bitmap (signed; meaningful with FEATURE_BITMAP_OFFSET). */
+  bitmapOffset: number;
   dataOffset: number;
   dataSize: number;
   superOffset: number;
@@ -45,6 +64,8 @@ export interface Superblock {
   recoveryOffset: number;
   devNumber: number;
   deviceUuid: Buffer;
+  /** Bytes 184-191 (devflags, bad-block log shift, size and offset), kept as md wrote them; zeroes when absent. */
+  badBlockLog: Buffer;
   utime: number;
   events: number;
   /** MAX_SECTOR when clean; sectors known in sync otherwise. */
@@ -77,12 +98,14 @@ export function encodeSuperblock(sb: Superblock): Buffer {
   b.writeBigUInt64LE(BigInt(sb.size), O.size);
   b.writeUInt32LE(sb.chunkSectors, O.chunksize);
   b.writeUInt32LE(sb.raidDisks, O.raidDisks);
+  b.writeInt32LE(sb.bitmapOffset, O.bitmapOffset);
   b.writeBigUInt64LE(BigInt(sb.dataOffset), O.dataOffset);
   b.writeBigUInt64LE(BigInt(sb.dataSize), O.dataSize);
   b.writeBigUInt64LE(BigInt(sb.superOffset), O.superOffset);
   b.writeBigUInt64LE(BigInt(sb.recoveryOffset), O.recoveryOffset);
   b.writeUInt32LE(sb.devNumber, O.devNumber);
   sb.deviceUuid.copy(b, O.deviceUuid, 0, 16);
+  sb.badBlockLog.copy(b, O.badBlockLog, 0, 8);
   b.writeBigUInt64LE(BigInt(sb.utime) & TIME_MASK, O.utime);
   b.writeBigUInt64LE(BigInt(sb.events), O.events);
   b.writeBigUInt64LE(sb.resyncOffset, O.resyncOffset);
@@ -122,12 +145,14 @@ export function decodeSuperblock(b: Buffer, ctx: string): Superblock {
     size: num(b, O.size),
     chunkSectors: b.readUInt32LE(O.chunksize),
     raidDisks: b.readUInt32LE(O.raidDisks),
+    bitmapOffset: b.readInt32LE(O.bitmapOffset),
     dataOffset: num(b, O.dataOffset),
     dataSize: num(b, O.dataSize),
     superOffset,
     recoveryOffset: num(b, O.recoveryOffset),
     devNumber: b.readUInt32LE(O.devNumber),
     deviceUuid: Buffer.from(b.subarray(O.deviceUuid, O.deviceUuid + 16)),
+    badBlockLog: Buffer.from(b.subarray(O.badBlockLog, O.badBlockLog + 8)),
     utime: Number(b.readBigUInt64LE(O.utime) & TIME_MASK),
     events: num(b, O.events),
     resyncOffset: b.readBigUInt64LE(O.resyncOffset),

@@ -5,6 +5,7 @@
 import { NbdraidError } from '../errors.js';
 import type { BlockDevice } from '../transport/block-device.js';
 import { newUuid } from './metadata.js';
+import { type MemberChange, StaleChange } from './metadata-store.js';
 import { ROLE_FAULTY } from './superblock.js';
 import { RangeSet, type Slot } from './slots.js';
 import type { RaidVolume, RaidVolumeOptions } from './volume.js';
@@ -53,14 +54,31 @@ export class VolumeState {
     }
   }
 
-  /** Schedules a superblock commit after those already queued and waits for it. */
-  commit(): Promise<void> {
+  /**
+   * Schedules a superblock commit after those already queued and waits for it: `change` goes to
+   * the metadata store when there is one, else the volume writes its own superblocks (a change
+   * that takes a member out bumps events by 2). A store that refuses a stale change rejects the
+   * returned promise (nothing was written); a commit that could not be written takes the volume
+   * offline.
+   */
+  commit(change?: MemberChange): Promise<void> {
+    const store = this.opts.metadata;
     const run = async () => {
-      const failed = await this.vol.meta.commit();
+      if (store && change) {
+        try {
+          await store.commit(change);
+        } catch (err) {
+          if (err instanceof StaleChange) throw err;
+          this.goOffline(`superblock update failed: ${(err as Error).message}`);
+        }
+        return;
+      }
+      const failed = await this.vol.meta.commit(change?.kind === 'failed' || change?.kind === 'removed' ? 2 : 1);
       if (failed.length > 0) this.goOffline(`superblock update failed on ${failed.map((d) => d.path ?? `device ${d.devNumber}`).join(', ')}`);
     };
-    this.chain = this.chain.then(run, run);
-    return this.chain;
+    const p = this.chain.then(run, run);
+    this.chain = p.catch(() => undefined);
+    return p;
   }
 
   /** A member returned an error: fail it, or go offline when it is the second. */
@@ -96,23 +114,26 @@ export class VolumeState {
     const s = this.vol.slots[slot];
     if (s?.state !== 'faulty') throw new NbdraidError('EBUSY', `array ${this.vol.name}`, `slot ${slot} is ${s?.state ?? 'not a slot'}; only a faulty member can be removed`);
     const device = s.device;
+    const path = this.vol.meta.diskInSlot(slot)?.path;
     s.device = null;
     s.state = 'missing';
     this.refresh();
     await device?.close();
-    await this.commit();
+    await this.commit({ kind: 'removed', slot, path });
   }
 
   /** Puts `device` into a faulty or missing slot as a member being rebuilt (nothing recovered yet). */
-  async addRebuildMember(slot: number, device: BlockDevice, opts: { path?: string; deviceUuid?: Buffer }): Promise<void> {
+  async addRebuildMember(slot: number, device: BlockDevice, opts: { path?: string; deviceUuid?: Buffer; devNumber?: number }): Promise<void> {
     this.check();
     const s = this.vol.slots[slot];
     if (!s || (s.state !== 'faulty' && s.state !== 'missing')) {
       throw new NbdraidError('EBUSY', `array ${this.vol.name}`, `slot ${slot} is ${s?.state ?? 'not a slot'}; only a faulty or missing slot can be rebuilt`);
     }
     const meta = this.vol.meta;
-    const devNumber = Math.max(-1, ...meta.disks.map((d) => d.devNumber)) + 1;
+    const devNumber = opts.devNumber ?? Math.max(-1, ...meta.disks.map((d) => d.devNumber)) + 1;
     for (const d of meta.disks) if (d.role === slot) d.role = ROLE_FAULTY; // the member it replaces
+    const reused = meta.disks.findIndex((d) => d.devNumber === devNumber);
+    if (reused >= 0) meta.disks.splice(reused, 1);
     meta.disks.push({
       devNumber, deviceUuid: opts.deviceUuid ?? newUuid(), role: slot, device, path: opts.path,
       dataSize: Math.floor((device.size - this.vol.g.dataOffset) / 512), recoveryOffset: 0,
@@ -121,15 +142,16 @@ export class VolumeState {
     s.recovered = new RangeSet();
     s.state = 'rebuilding';
     this.refresh();
-    await this.commit();
+    await this.commit({ kind: 'rebuilding', slot, path: opts.path });
   }
 
   /** Records the recovered prefix of a rebuilding slot in its superblock (md's recovery_offset). */
   async checkpointRecovery(slot: number): Promise<void> {
     const s = this.rebuilding(slot);
     const disk = this.vol.meta.diskInSlot(slot);
-    if (disk) disk.recoveryOffset = s.recovered.prefix() * (this.vol.g.chunk / 512);
-    await this.commit();
+    const sectors = s.recovered.prefix() * (this.vol.g.chunk / 512);
+    if (disk) disk.recoveryOffset = sectors;
+    await this.commit({ kind: 'recovered', slot, path: disk?.path, sectors });
   }
 
   /** The rebuilt member joins the array as in sync: every stripe must be recovered. */
@@ -137,12 +159,21 @@ export class VolumeState {
     const s = this.rebuilding(slot);
     const left = this.vol.g.stripes - s.recovered.covered(this.vol.g.stripes);
     if (left > 0) throw new NbdraidError('EBUSY', `array ${this.vol.name}`, `slot ${slot} still has ${left} stripes to rebuild`);
+    // Recorded first: a store may refuse it (the member was failed meanwhile). Until the slot is
+    // marked active, every stripe of it is recovered, so it serves exactly as an active one.
+    const disk = this.vol.meta.diskInSlot(slot);
+    const offset = disk?.recoveryOffset;
+    if (disk) disk.recoveryOffset = undefined;
+    try {
+      await this.commit({ kind: 'rebuilt', slot, path: disk?.path });
+    } catch (err) {
+      if (disk) disk.recoveryOffset = offset;
+      throw err;
+    }
+    if (s.state !== 'rebuilding') return; // failed while the commit ran
     s.state = 'active';
     this.refresh();
-    const disk = this.vol.meta.diskInSlot(slot);
-    if (disk) disk.recoveryOffset = undefined;
     this.log(`array ${this.vol.name}: member ${slot} rebuilt and in sync`);
-    await this.commit();
   }
 
   private rebuilding(slot: number): Slot {
@@ -162,7 +193,7 @@ export class VolumeState {
     this.log(`array ${this.vol.name}: member ${s.index}${disk?.path ? ` (${disk.path})` : ''} marked faulty: ${reason}; running degraded`);
     this.vol.emit('member-failed', s.index, reason);
     this.opts.onMemberFailed?.(s.index, reason, disk?.path);
-    await this.commit();
+    await this.commit({ kind: 'failed', slot: s.index, path: disk?.path, reason });
   }
 
   private goOffline(reason: string): void {

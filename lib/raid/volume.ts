@@ -12,6 +12,7 @@ import {
 import type { Geometry } from './geometry.js';
 import * as maintenance from './maintenance.js';
 import type { ArrayMetadata } from './metadata.js';
+import type { MetadataStore } from './metadata-store.js';
 import { Slot } from './slots.js';
 import { StripeLocks } from './stripe-lock.js';
 import { MemberError, type StripeEnv, readStripe, writeStripe, zeroStripe } from './stripe-ops.js';
@@ -28,6 +29,11 @@ export interface RaidVolumeOptions {
   gate?: RegionGate;
   /** A member was marked faulty; `path` is the failed device (the slot may get another later). */
   onMemberFailed?: (slot: number, reason: string, path: string | undefined) => void;
+  /**
+   * Where membership changes are recorded (see metadata-store.ts). Absent: the volume writes its
+   * own superblocks from its metadata.
+   */
+  metadata?: MetadataStore;
   /** Superblocks marked dirty before the first write, clean when idle and on close (default true). */
   trackClean?: boolean;
   /** Idle time before the superblocks are marked clean again (ms, default 1000). */
@@ -163,7 +169,7 @@ export class RaidVolume extends EventEmitter implements BlockDevice, StripeEnv {
   }
 
   /** Starts a rebuild: `device` takes the faulty or missing `slot`; nothing counts as recovered yet. */
-  async addRebuildMember(slot: number, device: BlockDevice, opts: { path?: string; deviceUuid?: Buffer } = {}): Promise<void> {
+  async addRebuildMember(slot: number, device: BlockDevice, opts: { path?: string; deviceUuid?: Buffer; devNumber?: number } = {}): Promise<void> {
     await this.state.addRebuildMember(slot, device, opts);
   }
 

@@ -91,15 +91,15 @@ t.test('live superblocks refused without --force; fail, remove, refusals', async
   t.equal(f.code, 0, f.stderr);
   t.match(f.stdout, /member 2 .* marked faulty/);
   let st = await status('c1');
-  t.same([st.slots, st.state, st.events], ['UU_U', 'degraded', 1]);
+  t.same([st.slots, st.state, st.events], ['UU_U', 'degraded', 2], 'a failure leaves the member 2 events behind (md kicks it as non-fresh)');
   const second = await run('fail', 'c1', '--member', '0');
   t.equal(second.code, 1);
   t.match(second.stderr, /would take it offline; pass --force/);
-  t.equal((await status('c1')).events, 1, 'refused fail changed nothing');
+  t.equal((await status('c1')).events, 2, 'refused fail changed nothing');
   const rm = await run('remove', 'c1', '--member', '2');
   t.equal(rm.code, 0, rm.stderr);
   st = await status('c1');
-  t.same([st.slots, st.events], ['UU_U', 2], 'remove bumps events');
+  t.same([st.slots, st.events], ['UU_U', 3], 'remove bumps events');
   const forced = await run('create', 'c2', 'm0', 'm1', 'm2', 'm3', '--force');
   t.equal(forced.code, 0, forced.stderr);
   t.same((await status('c2')).slots, 'UUUU');
@@ -115,7 +115,7 @@ t.test('assemble refuses a stale member and says why; --force brings it back', a
   fs.copyFileSync(path.join(dir, 'm3.old'), path.join(dir, 'm3')); // m3 now missed two updates
   const r = await run('assemble', 'd1', 'm0', 'm1', 'm2', 'm3');
   t.equal(r.code, 1);
-  t.match(r.stderr, /m3: events 0 older than 2/);
+  t.match(r.stderr, /m3: events 0 older than 3/);
   t.match(r.stderr, /--force may bring stale members back/);
   const f = await run('assemble', 'd1', 'm0', 'm1', 'm2', 'm3', '--force');
   t.equal(f.code, 0, f.stderr);

@@ -13,8 +13,9 @@ import { rejectsWith } from './util.js';
 
 const sample: Superblock = {
   featureMap: 2, setUuid: Buffer.from('00112233445566778899aabbccddeeff', 'hex'), name: 'alpha', ctime: 1700000000,
-  level: 5, layout: 2, size: 129024, chunkSectors: 1024, raidDisks: 4, dataOffset: 2048, dataSize: 129100,
-  superOffset: 8, recoveryOffset: 4096, devNumber: 2, deviceUuid: Buffer.alloc(16, 7), utime: 1700000100,
+  level: 5, layout: 2, size: 129024, chunkSectors: 1024, raidDisks: 4, bitmapOffset: -16, dataOffset: 2048, dataSize: 129100,
+  superOffset: 8, recoveryOffset: 4096, devNumber: 2, deviceUuid: Buffer.alloc(16, 7),
+  badBlockLog: Buffer.from('0009080010000000', 'hex'), utime: 1700000100,
   events: 4242, resyncOffset: MAX_SECTOR, devRoles: [0, 1, 2, ROLE_FAULTY, ROLE_SPARE],
 };
 
@@ -33,6 +34,8 @@ t.test('encode puts each field at md_p.h byte offsets, little-endian', async (t)
   t.equal(b.readUInt32LE(80), 129024, 'size');
   t.equal(b.readUInt32LE(88), 1024, 'chunksize');
   t.equal(b.readUInt32LE(92), 4, 'raid_disks');
+  t.equal(b.readInt32LE(96), -16, 'bitmap_offset, signed');
+  t.equal(b.toString('hex', 184, 192), '0009080010000000', 'devflags and bad-block log kept byte for byte');
   t.equal(b.readUInt32LE(128), 2048, 'data_offset');
   t.equal(b.readUInt32LE(136), 129100, 'data_size');
   t.equal(b.readUInt32LE(144), 8, 'super_offset');

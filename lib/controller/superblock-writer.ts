@@ -1,0 +1,117 @@
+// The one writer of an array's superblocks. Whoever changes the array's durable state (a member
+// failure, a rebuild step, the first write after idle, the last region going clean) changes the
+// record in the coordination database first, in one transaction; then calls sync(), which under
+// the array's superblock lock writes the members from the record as it is at that moment. So the
+// superblocks always show some record the database committed, newer ones after older ones, and a
+// process with a stale view can never write it: it has no view of its own to write.
+//
+// Clean or active follows write intent: the array is clean exactly when no region's write-intent
+// bit is set and no resync is pending (md's resync_offset rule: all ones when clean, 0 when not).
+import fs from 'node:fs';
+import path from 'node:path';
+import fsExt from 'fs-ext';
+import type { ArrayRecord, ArrayRegistry, MemberRecord } from '../coordination/index.js';
+import { NbdraidError } from '../errors.js';
+import { LAYOUTS } from '../raid/geometry.js';
+import { ArrayMetadata, type MdState, type MemberDisk, leavesMember, probeSuperblock, sameMdState } from '../raid/metadata.js';
+import { ROLE_FAULTY, ROLE_SPARE, parseUuid } from '../raid/superblock.js';
+import { FileDevice } from '../transport/file-device.js';
+
+export class SuperblockWriter {
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(private readonly arrays: ArrayRegistry, private readonly stateDir: string, readonly arrayName: string) {}
+
+  /** Makes every live member's superblock show the record's current state; resolves once it does. */
+  sync(): Promise<void> {
+    const p = this.chain.then(() => this.locked());
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  private async locked(): Promise<void> {
+    const unlock = await lockFile(path.join(this.stateDir, `superblocks-${encodeURIComponent(this.arrayName)}.lock`));
+    try {
+      await this.writeIfChanged();
+    } finally {
+      unlock();
+    }
+  }
+
+  private async writeIfChanged(): Promise<void> {
+    const { rec, written, unsynced } = this.arrays.superblockSnapshot(this.arrayName);
+    const meta = metadataOf(rec, unsynced === 0);
+    const desired = meta.mdState();
+    if (written && sameMdState(written.state as MdState, desired)) return;
+    const live = meta.disks.filter((d) => d.role < ROLE_FAULTY);
+    const opened: FileDevice[] = [];
+    try {
+      for (const d of live) {
+        if (!d.path) throw new NbdraidError('EIO', `array ${rec.name}`, `member in slot ${d.role} has no path`);
+        const dev = await FileDevice.open(d.path);
+        opened.push(dev);
+        d.device = dev;
+        d.dataSize = Math.floor((dev.size - rec.dataOffset) / 512);
+        const sb = await probeSuperblock(dev, d.path).catch(() => undefined);
+        if (sb && sb.setUuid.equals(meta.info.uuid)) {
+          d.badBlockLog = sb.badBlockLog;
+          meta.events = Math.max(meta.events, sb.events);
+        }
+      }
+      const bump = written && leavesMember(written.state as MdState, desired, rec.raidDisks) ? 2 : 1;
+      meta.events = Math.max(meta.events, written?.events ?? -1) + bump;
+      const failed = await meta.writeLive();
+      if (failed.length > 0) {
+        throw new NbdraidError('EIO', `array ${rec.name}`, `could not write the superblock of ${failed.map((d) => d.path).join(', ')}`);
+      }
+      this.arrays.recordWritten(this.arrayName, meta.events, desired);
+    } finally {
+      await Promise.allSettled(opened.map((d) => d.close()));
+    }
+  }
+}
+
+/** The superblocks the record describes (no devices attached; events to be set by the writer). */
+export function metadataOf(rec: ArrayRecord, clean: boolean): ArrayMetadata {
+  const disks: MemberDisk[] = [];
+  for (const m of rec.members) {
+    if (m.devNumber === undefined || m.state === 'spare') continue;
+    disks.push({
+      devNumber: m.devNumber, deviceUuid: parseUuid(m.deviceUuid), role: roleOf(m), device: null, path: m.path,
+      dataSize: 0, recoveryOffset: m.state === 'rebuilding' ? m.recoveryOffset ?? 0 : undefined,
+    });
+  }
+  for (const a of rec.md.absent ?? []) {
+    if (disks.some((d) => d.devNumber === a.devNumber)) continue;
+    disks.push({ devNumber: a.devNumber, deviceUuid: parseUuid(a.deviceUuid), role: ROLE_FAULTY, device: null, dataSize: 0 });
+  }
+  return new ArrayMetadata(
+    {
+      uuid: parseUuid(rec.uuid), name: rec.md.setName ?? rec.name.slice(0, 32), ctime: rec.md.ctime ?? 0,
+      layout: LAYOUTS[rec.layout as keyof typeof LAYOUTS], chunkSectors: rec.chunk / 512, raidDisks: rec.raidDisks,
+      sizeSectors: rec.memberSize / 512, dataOffsetSectors: rec.dataOffset / 512,
+      bitmap: rec.md.bitmapOffset !== undefined ? { offsetSectors: rec.md.bitmapOffset } : undefined,
+    },
+    disks, -1, clean,
+  );
+}
+
+function roleOf(m: MemberRecord): number {
+  if ((m.state === 'active' || m.state === 'rebuilding') && m.slot !== null) return m.slot;
+  return m.state === 'removed' ? ROLE_SPARE : ROLE_FAULTY;
+}
+
+/** Takes an exclusive flock on `file` without blocking the event loop; returns the release. */
+function lockFile(file: string): Promise<() => void> {
+  const fd = fs.openSync(file, 'a', 0o644);
+  return new Promise((resolve, reject) => {
+    fsExt.flock(fd, 'ex', (err) => {
+      if (err) {
+        fs.closeSync(fd);
+        reject(new NbdraidError('EIO', `lock ${file}`, err.message));
+      } else {
+        resolve(() => fs.closeSync(fd));
+      }
+    });
+  });
+}
