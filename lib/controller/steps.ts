@@ -2,6 +2,7 @@
 // the task's data set and a stripe range and returns what it found; the worker holds the region
 // lease around it and records the checkpoint after it.
 import { NbdraidError } from '../errors.js';
+import { MemberError } from '../raid/stripe-ops.js';
 import type { RaidVolume } from '../raid/volume.js';
 
 export type TaskKind = 'rebuild' | 'check' | 'repair' | 'resync';
@@ -21,8 +22,21 @@ export function writesParity(kind: string): boolean {
   return kind === 'repair' || kind === 'resync';
 }
 
-/** Runs the step of `kind` over [first, first + count); returns the stripes found inconsistent. */
+/**
+ * Runs the step of `kind` over [first, first + count); returns the stripes found inconsistent.
+ * A member that fails background I/O is failed exactly as one that fails a client's request
+ * (one failure policy); the step still fails, and its partition is retried on what is left.
+ */
 export async function runStep(vol: RaidVolume, kind: string, dataset: unknown, first: number, count: number): Promise<number[]> {
+  try {
+    return await runKind(vol, kind, dataset, first, count);
+  } catch (err) {
+    if (err instanceof MemberError) await vol.memberIoFailed(err);
+    throw err;
+  }
+}
+
+async function runKind(vol: RaidVolume, kind: string, dataset: unknown, first: number, count: number): Promise<number[]> {
   switch (kind) {
     case 'rebuild':
       await vol.rebuildStripes((dataset as RebuildDataset).slot, first, count);

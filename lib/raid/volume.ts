@@ -179,6 +179,18 @@ export class RaidVolume extends EventEmitter implements BlockDevice, StripeEnv {
   }
 
   checkpointRecovery(slot: number): Promise<void> { return this.state.checkpointRecovery(slot); }
+
+  /**
+   * Background work hit a member error: fail that member as a client request would (a second
+   * failure takes the volume offline). Never throws: the caller reports its own error.
+   */
+  async memberIoFailed(err: MemberError): Promise<void> {
+    try {
+      await this.state.memberFailed(err.slot, err.message);
+    } catch {
+      // offline now, and said so
+    }
+  }
   finishRebuild(slot: number): Promise<void> { return this.state.finishRebuild(slot); }
 
   get offline(): boolean {
