@@ -41,6 +41,15 @@ t.test('fio verify through 2 controllers while 3 rebuild a spare and one is SIGK
   const victimParts = seen.mine.map((p) => p.idx);
   tt.comment(`killed controller ${c2.id} holding partition(s) ${victimParts.join(', ')} of task ${seen.task.task.id}`);
 
+  // md's recovery_offset: the rebuilt prefix reaches the spare's superblock while the rebuild runs.
+  const recovery = await waitFor('the spare\'s recovery offset to advance', async () => {
+    const [sb] = await arr.json<{ recoveryOffset: number | null }[]>(['examine', arr.spare!]);
+    const task = await taskOf(arr, 'rebuild');
+    if (sb.recoveryOffset && sb.recoveryOffset > 0) return { offset: sb.recoveryOffset, running: task?.task.state === 'RUNNING' };
+    return task?.task.state === 'RUNNING' ? undefined : { offset: 0, running: false };
+  }, 60_000, 200);
+  tt.ok(recovery.offset > 0 && recovery.running, `recovery_offset ${recovery.offset} sectors recorded mid-rebuild`);
+
   const done = await waitTaskEnd(arr, 'rebuild', 120_000);
   tt.equal(done.task.state, 'DONE', `the rebuild task completes (${done.task.reason ?? 'no reason'})`);
   tt.equal(done.counts.COMPLETE, done.task.partitionsTotal, 'every partition is complete');
