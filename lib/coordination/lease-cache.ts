@@ -345,12 +345,16 @@ export class LeaseCache {
     r.clean = undefined;
   }
 
+  /** Sweeps when the earliest flushed region becomes due (its clean.at already counts the idle time). */
   private scheduleClean(): void {
     if (this.cleanTimer || this.closed) return;
+    let due = Infinity;
+    for (const r of this.regions.values()) if (r.clean) due = Math.min(due, r.clean.at);
+    if (due === Infinity) return;
     this.cleanTimer = setTimeout(() => {
       this.cleanTimer = undefined;
       this.sweepClean();
-    }, this.idleCleanMs);
+    }, Math.max(0, due - Date.now()) + 5);
   }
 
   /** Clears the dirty bit of regions flushed, untouched since, and idle long enough. */
