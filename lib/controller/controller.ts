@@ -92,7 +92,7 @@ export class Controller {
     try {
       const name = opts.arrayName;
       const rec = coord.arrays.require(name);
-      refuseDirtyDegraded(coord, name, !!opts.force, log);
+      refuseDirtyDegraded(coord, name, !!opts.force);
       const paths = rec.members.filter((m) => m.slot !== null && (m.state === 'active' || m.state === 'rebuilding')).map((m) => m.path);
       const writer = new SuperblockWriter(coord.arrays, opts.stateDir, name);
       const cache = coord.leases(name, {
@@ -122,6 +122,7 @@ export class Controller {
         else if (written && opened.onDisk.events > written.events) {
           throw new NbdraidError('ESTALE', `serve ${name}`, `the members are at events ${opened.onDisk.events}, newer than this state directory's record (${written.events}): they were changed elsewhere (by mdadm, or under another state directory); record them again with 'nbdraid assemble ${name} MEMBER...'`);
         }
+        if (opts.force) warnForced(coord, name, opened.missing, log);
         await writer.sync(); // a degraded start, or a change a crash left unwritten, reaches the members now
       } catch (err) {
         await volume.close();
@@ -321,24 +322,34 @@ export class Controller {
   }
 }
 
+/** Whether parity may lag data anywhere, and where (for messages). */
+function dirtyRegions(coord: Coordinator, name: string): { dirty: boolean; where: string } {
+  const { written, unsynced } = coord.arrays.superblockSnapshot(name);
+  const dirty = unsynced > 0 || (written !== undefined && !(written.state as { clean?: boolean }).clean);
+  const store = coord.leaseStore(name);
+  const regions = [...new Set([...store.pendingResync().map((r) => r.region), ...store.list().filter((l) => l.dirty).map((l) => l.region)])].sort((a, b) => a - b);
+  const where = regions.length > 0 ? `regions ${regions.join(', ')} (32 MiB of volume data each)` : 'any region (the members were not shut down cleanly)';
+  return { dirty, where };
+}
+
 /**
  * md's rule, from the record: an array whose parity may lag its data somewhere (write-intent bits
  * or resyncs pending, or superblocks last written active) and that misses a member cannot be
  * trusted where those stripes miss their member: a block reconstructed from stale parity is wrong
- * data. Refused unless forced; forced, the regions at risk are named.
+ * data. Refused unless forced (the assembly refuses the same from the members' superblocks).
  */
-function refuseDirtyDegraded(coord: Coordinator, name: string, force: boolean, log: (line: string) => void): void {
-  const { rec, written, unsynced } = coord.arrays.superblockSnapshot(name);
+function refuseDirtyDegraded(coord: Coordinator, name: string, force: boolean): void {
+  const rec = coord.arrays.require(name);
   const inSync = new Set(rec.members.filter((m) => m.state === 'active' && m.slot !== null).map((m) => m.slot));
   const missing = Array.from({ length: rec.raidDisks }, (_, s) => s).filter((s) => !inSync.has(s));
-  const dirty = unsynced > 0 || (written !== undefined && !(written.state as { clean?: boolean }).clean);
+  const { dirty, where } = dirtyRegions(coord, name);
+  if (missing.length === 0 || !dirty || force) return;
+  throw new NbdraidError('EIO', `serve ${name}`, `array is dirty (writes were in flight when it stopped) and degraded (slot ${missing.join(', ')} missing): blocks of the missing member in ${where} would be rebuilt from parity that may be stale, i.e. wrong data. Bring the missing member back so the parity is resynced first, or pass --force to serve it anyway`);
+}
+
+/** Forced to serve dirty and degraded: say where the data may be wrong. */
+function warnForced(coord: Coordinator, name: string, missing: number[], log: (line: string) => void): void {
+  const { dirty, where } = dirtyRegions(coord, name);
   if (missing.length === 0 || !dirty) return;
-  const regions = coord.leaseStore(name).pendingResync().map((r) => r.region);
-  const leased = coord.leaseStore(name).list().filter((l) => l.dirty).map((l) => l.region);
-  const atRisk = [...new Set([...regions, ...leased])].sort((a, b) => a - b);
-  const where = atRisk.length > 0 ? `regions ${atRisk.join(', ')} (32 MiB of volume data each)` : 'any region (the members were not shut down cleanly)';
-  if (!force) {
-    throw new NbdraidError('EIO', `serve ${name}`, `array is dirty (writes were in flight when it stopped) and degraded (slot ${missing.join(', ')} missing): blocks of the missing member in ${where} would be rebuilt from parity that may be stale, i.e. wrong data. Bring the missing member back so the parity is resynced first, or pass --force to serve it anyway`);
-  }
   log(`${name}: WARNING: serving dirty and degraded by --force: data in ${where} may be wrong where slot ${missing.join(', ')} is reconstructed`);
 }
