@@ -194,7 +194,13 @@ export class LeaseCache {
    */
   cleanFlushed(): number[] {
     const due = [...this.regions].filter(([, r]) => r.held && r.dirty && r.clean?.seq === r.lastWriteSeq && r.writes === 0).map(([n]) => n);
-    if (due.length === 0) return due;
+    this.clearBits(due);
+    return due;
+  }
+
+  /** Clears the write-intent bits of `due` in the database and here, then tells afterClean. */
+  private clearBits(due: number[]): void {
+    if (due.length === 0) return;
     this.store.markClean(due);
     for (const n of due) {
       const r = this.region(n);
@@ -202,7 +208,6 @@ export class LeaseCache {
       r.clean = undefined;
     }
     this.opts.afterClean?.();
-    return due;
   }
 
   /** Re-reads what others did: wanted leases of ours, grants to us, dead holders, due cleaning. */
@@ -368,15 +373,7 @@ export class LeaseCache {
       else if (r.clean.at <= now) due.push(n);
       else later = true;
     }
-    if (due.length > 0) {
-      this.store.markClean(due);
-      for (const n of due) {
-        const r = this.region(n);
-        r.dirty = false;
-        r.clean = undefined;
-      }
-      this.opts.afterClean?.();
-    }
+    this.clearBits(due);
     if (later) this.scheduleClean();
   }
 
