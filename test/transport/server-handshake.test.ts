@@ -6,6 +6,7 @@ import { encodeClientFlags, encodeInfoRequest, encodeOption } from '../../lib/tr
 import { ClientHandshake, OptionError } from '../../lib/transport/client-handshake.js';
 import * as C from '../../lib/transport/constants.js';
 import { MemoryDevice } from '../../lib/transport/memory-device.js';
+import { nextEvent, waitUntil, withDeadline } from '../helpers/deadline.js';
 import { memoryExport, shapedDevice, startServer } from './fixtures.js';
 
 const exports = () => [
@@ -18,8 +19,10 @@ function replyTypeOf(p: Promise<unknown>): Promise<number> {
   return p.then(() => 0, (e: OptionError) => e.replyType);
 }
 
+/** Resolves once the server has closed `hs` (an option fails); rejects if it answers or after 10 s. */
 function closed(hs: ClientHandshake): Promise<void> {
-  return hs.option(C.OPT_LIST).then(() => { throw new Error('still open'); }, () => undefined);
+  const probe = hs.option(C.OPT_LIST).then(() => { throw new Error('still open'); }, () => undefined);
+  return withDeadline(probe, 10_000, 'the server closing the connection');
 }
 
 for (const unix of [false, true]) {
@@ -124,7 +127,10 @@ t.test('ABORT is acknowledged and closes', async (t) => {
   const again = await ClientHandshake.open(addr);
   t.ok((await again.list()).length === 2, 'a client closing before the ACK does not disturb the server');
   again.close();
-  t.ok(server.connectionCount >= 0);
+  await waitUntil(() => server.connectionCount === 0, 10_000, 'all three closed connections gone from the server');
+  t.equal(server.connectionCount, 0, 'no connection left open');
+  t.equal(server.stats.connections, 3, 'three connections were served');
+  t.equal(server.stats.protocolErrors, 0, 'closing before the ACK is not a protocol error');
 });
 
 t.test('EXPORT_NAME: transmission on success, close on failure', async (t) => {
@@ -152,19 +158,27 @@ t.test('unknown client flags drop the connection', async (t) => {
 });
 
 t.test('option cap and handshake timeout', async (t) => {
-  const { addr } = await startServer(t, exports(), { maxOptions: 5, handshakeTimeoutMs: 300 });
+  const logs: string[] = [];
+  const { addr, server } = await startServer(t, exports(), { maxOptions: 5, handshakeTimeoutMs: 300, log: (m) => logs.push(m) });
+  const dropped = (reason: string) => logs.filter((l) => l.endsWith(`dropped: ${reason}`)).length;
   const hs = await ClientHandshake.open(addr);
   for (let i = 0; i < 5; i++) await hs.option(C.OPT_LIST);
-  await t.rejects(hs.option(C.OPT_LIST), 'sixth option: disconnected');
+  await t.rejects(withDeadline(hs.option(C.OPT_LIST), 10_000, 'the sixth option failing'),
+    { name: 'NbdraidError', code: 'EIO', message: /^nbd client: (connection closed by the server|.*ECONNRESET)/ },
+    'sixth option: the client sees its connection closed');
+  t.equal(dropped('too many options'), 1, 'dropped by the option cap');
+  t.equal(dropped('handshake timed out'), 0, 'not by the timeout');
   const idle = await ClientHandshake.open(addr);
-  await new Promise((r) => setTimeout(r, 400));
+  await waitUntil(() => dropped('handshake timed out') === 1, 10_000, 'the stalled handshake dropped by its timeout');
   await closed(idle);
-  t.pass('a stalled handshake is dropped');
+  t.pass('a stalled handshake is dropped by the handshake timeout');
   const slowSocket = net.connect(addr as { port: number; host: string });
   slowSocket.on('error', () => {});
   slowSocket.resume();
-  await new Promise((r) => slowSocket.once('close', r));
-  t.pass('even one that never sends client flags');
+  await nextEvent(slowSocket, 'close', 10_000, 'the server closing a socket that never sent client flags');
+  t.equal(dropped('handshake timed out'), 2, 'even one that never sends client flags, by the timeout');
+  t.equal(server.stats.protocolErrors, 3, 'one cap and two timeouts, nothing else');
+  await waitUntil(() => server.connectionCount === 0, 10_000, 'every dropped connection gone from the server');
 });
 
 t.test('exports added and removed at runtime', async (t) => {
