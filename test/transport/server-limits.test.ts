@@ -131,7 +131,10 @@ t.test('graceful shutdown: in-flight requests finish, new ones get ESHUTDOWN, op
   t.equal((await slow).toString(), 'durable', 'the in-flight read completed');
   await closing;
   t.equal(server.connectionCount, 0);
-  await t.rejects(NbdClient.connect({ ...addr, exportName: 'g' }), 'no longer accepting');
+  // The listener is closed: the connect itself is refused, not a handshake that fails later.
+  await t.rejects(NbdClient.connect({ ...addr, exportName: 'g' }),
+    { name: 'NbdraidError', code: 'EIO', message: /^connect 127\.0\.0\.1:\d+: connect ECONNREFUSED/, cause: { code: 'ECONNREFUSED' } },
+    'no longer accepting');
 });
 
 t.test('shutdown drops connections that stay in the handshake after the grace period', async (t) => {
