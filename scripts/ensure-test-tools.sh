@@ -6,12 +6,15 @@ declare -A need=(
   [nbdinfo]=libnbd-bin [nbdcopy]=libnbd-bin [nbdsh]=libnbd-bin [nbdfuse]=libnbd-bin
   [qemu-img]=qemu-utils [qemu-io]=qemu-utils [fio]=fio [nbdkit]=nbdkit
   [fusermount3]=fuse3 [mdadm]=mdadm [mkfs.ext4]=e2fsprogs [losetup]=mount
+  [qemu-system-x86_64]=qemu-system-x86 [nbd-client]=nbd-client [socat]=socat [busybox]=busybox-static
 )
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
 done
 /usr/bin/python3 -c 'import nbd' >/dev/null 2>&1 || missing+=(python3-libnbd)
+# The kernel tests boot the distribution's kernel under QEMU (test/helpers/guest.ts).
+compgen -G '/boot/vmlinuz-*' >/dev/null || missing+=(linux-image-amd64)
 [ ${#missing[@]} -eq 0 ] && exit 0
 pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
 if [ "$(id -u)" -ne 0 ]; then
