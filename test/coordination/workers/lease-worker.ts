@@ -2,12 +2,15 @@
 //   lease-worker STATE hammer SLOT_FILE REGIONS HOLDS  - random holds; each writes our id into the
 //       region's slot of SLOT_FILE and checks nobody changed it before release; prints
 //       "done <holds> <violations> <handed-over>"
-//   lease-worker STATE hold R1,R2 W1,W2                - holds regions (writes on W*), prints "held <id>", waits
+//   lease-worker STATE hold R1,R2 W1,W2                - holds regions (writes on W*), prints "held <id>",
+//       waits to be killed; if nobody does within HOLD_MAX_MS it gives up, prints "hold expired", exits 2
 import { openSync, readSync, writeSync } from 'node:fs';
 import { Coordinator } from '../../../lib/coordination/coordinator.js';
 
 const [stateDir, mode, ...args] = process.argv.slice(2);
 const coord = Coordinator.open(stateDir, { tickMs: 5, reapMs: 100 });
+/** The longest a hold lasts when nobody kills the worker. */
+const HOLD_MAX_MS = 120_000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function hammer(slotFile: string, regions: number, holds: number): Promise<void> {
@@ -46,8 +49,15 @@ async function hold(regions: number[], writes: number[]): Promise<void> {
   const leases = coord.leases('md0');
   for (const r of regions) await leases.acquire(r, { write: writes.includes(r) });
   process.stdout.write(`held ${coord.id}\n`);
-  for (;;) await sleep(1000);
+  // Bounded in count and time: a test that forgets to kill us (or dies itself) does not leave us
+  // holding leases forever. The test kills us long before this.
+  const until = Date.now() + HOLD_MAX_MS;
+  for (let i = 0; i < HOLD_MAX_MS / 100 && Date.now() < until; i++) await sleep(100);
+  process.stdout.write('hold expired\n');
+  coord.close();
+  process.exit(2);
 }
+
 
 const list = (s: string | undefined): number[] => (s ? s.split(',').filter(Boolean).map(Number) : []);
 const run = mode === 'hammer' ? hammer(args[0], Number(args[1]), Number(args[2])) : hold(list(args[0]), list(args[1]));
