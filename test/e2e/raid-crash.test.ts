@@ -8,7 +8,9 @@
 // dirty regions must leave parity right (`nbdraid check` finds 0 mismatches), and with member 2
 // failed every block still reads back exactly as before (reconstructed from parity).
 import t from 'tap';
+import { NbdraidError } from '../../lib/errors.js';
 import { NbdClient } from '../../lib/transport/client.js';
+import { withDeadline } from '../helpers/deadline.js';
 import { createArray, lastTaskId, serveArray, waitTask, type ArrayProcess } from '../helpers/raid-array.js';
 import { sleep } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -79,24 +81,46 @@ function roundExtents(blocks: number): [number, number][] {
   return out;
 }
 
+/**
+ * The one way a request may fail here: the client's error for a connection the kill broke
+ * (closed by the server, reset, or a write to a socket already gone).
+ */
+function isKillError(err: unknown): boolean {
+  return err instanceof NbdraidError && err.code === 'EIO' && err.context === 'nbd client'
+    && /connection closed by the server|ECONNRESET|EPIPE/.test(err.message);
+}
+
+interface WriteState {
+  /** Requests not yet answered. */
+  inFlight: number;
+  /** Set just before the SIGKILL: from then on, and only then, requests may fail with the kill. */
+  killing: boolean;
+  /** Failures that the kill does not explain (any before it, or of another kind): they fail the test. */
+  unexpected: unknown[];
+}
+
 /** Writes rounds until the connections break (the kill) or the bounds are reached. */
-async function writeRounds(conns: NbdClient[], ledger: Ledger, inFlight: { n: number }): Promise<void> {
+async function writeRounds(conns: NbdClient[], ledger: Ledger, st: WriteState): Promise<void> {
   let gen = 0;
   const deadline = Date.now() + WRITE_PHASE_MS;
-  try {
-    while (ledger.rounds < MAX_ROUNDS && Date.now() < deadline) {
-      const writes = roundExtents(ledger.blocks).map(([first, count], i) => {
-        gen++;
-        ledger.issued(gen, first, count);
-        inFlight.n++;
-        return conns[i % conns.length].write(first * BLOCK, extentData(gen, first, count)).finally(() => { inFlight.n--; });
-      });
-      await Promise.all(writes);
+  const failed = (errs: unknown[]): void => {
+    st.unexpected.push(...errs.filter((e) => !(st.killing && isKillError(e))));
+  };
+  while (ledger.rounds < MAX_ROUNDS && Date.now() < deadline) {
+    const writes = roundExtents(ledger.blocks).map(([first, count], i) => {
+      gen++;
+      ledger.issued(gen, first, count);
+      st.inFlight++;
+      return conns[i % conns.length].write(first * BLOCK, extentData(gen, first, count)).finally(() => { st.inFlight--; });
+    });
+    const errs = (await Promise.allSettled(writes)).flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    if (errs.length > 0) return failed(errs);
+    try {
       await conns[ledger.rounds % conns.length].flush();
-      ledger.flushed();
+    } catch (err) {
+      return failed([err]);
     }
-  } catch {
-    // the server was killed: requests in flight fail
+    ledger.flushed();
   }
 }
 
@@ -134,15 +158,17 @@ t.test('SIGKILL during writes: every write acknowledged before a completed flush
   let server = await serveArray(tt, arr);
   const conns = await Promise.all([0, 1].map(() => NbdClient.connect({ host: '127.0.0.1', port: server.ports[0], exportName: 'crash' })));
   const ledger = new Ledger(conns[0].size / BLOCK);
-  const inFlight = { n: 0 };
-  const writing = writeRounds(conns, ledger, inFlight);
+  const st: WriteState = { inFlight: 0, killing: false, unexpected: [] };
+  const writing = writeRounds(conns, ledger, st);
   const deadline = Date.now() + WRITE_PHASE_MS - 2000;
-  while ((ledger.rounds < MIN_ROUNDS || inFlight.n === 0) && Date.now() < deadline) await sleep(5);
-  await sleep(Math.random() * 50);
-  const inFlightAtKill = inFlight.n;
+  while ((ledger.rounds < MIN_ROUNDS || st.inFlight === 0) && st.unexpected.length === 0 && Date.now() < deadline) await sleep(5);
+  await sleep(Math.random() * 50); // a random kill point, not a synchronisation
+  const inFlightAtKill = st.inFlight;
+  st.killing = true;
   await server.kill();
-  await writing;
+  await withDeadline(writing, 60_000, 'the writers stopping after the kill');
   for (const c of conns) c.close();
+  tt.same(st.unexpected.map(String), [], 'no request failed except by the kill, and none before it');
   tt.ok(ledger.rounds >= MIN_ROUNDS, `${ledger.rounds} rounds flushed before the kill`);
   tt.ok(inFlightAtKill > 0 || ledger.pending.size > 0, `killed with writes in flight (${inFlightAtKill} requests, ${ledger.pending.size} blocks since the last flush)`);
 
