@@ -38,6 +38,8 @@ export interface GuestOptions {
   memMiB?: number;
   /** Kernel command-line additions. */
   append?: string;
+  /** Called once QEMU is started, with the share directory (for a test that talks to the script). */
+  onStart?: (share: string) => void;
 }
 
 export interface GuestResult {
@@ -128,7 +130,7 @@ export async function runGuest(t: TestHooks, opts: GuestOptions): Promise<GuestR
 
   const accel = process.env.NBDRAID_GUEST_ACCEL ?? 'tcg';
   const fwd = (opts.exports ?? []).map((e) =>
-    `,guestfwd=tcp:${GUEST_HOST_ADDR}:${e.guestPort}-cmd:socat STDIO TCP:127.0.0.1:${e.hostPort}`).join('');
+    `,guestfwd=tcp:${GUEST_HOST_ADDR}:${e.guestPort}-cmd:socat -lf /dev/null STDIO TCP:127.0.0.1:${e.hostPort}`).join('');
   const args = [
     '-accel', accel, '-machine', 'q35', '-cpu', accel === 'kvm' ? 'host' : 'max', '-smp', '1', '-m', String(opts.memMiB ?? 512),
     '-nographic', '-no-reboot', '-nodefaults', '-serial', 'stdio', '-monitor', 'none',
@@ -162,6 +164,7 @@ export async function runGuest(t: TestHooks, opts: GuestOptions): Promise<GuestR
       await exited;
     }
   });
+  opts.onStart?.(share);
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
