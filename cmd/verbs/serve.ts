@@ -70,10 +70,21 @@ async function serveDevice(device: BlockDevice, exportName: string, args: ServeA
   await device.close();
 }
 
+/**
+ * Resolves at the first SIGINT or SIGTERM. Later ones are ignored while the clean stop runs: a
+ * Ctrl-C reaches every process of the terminal's group and `nbdraid cluster` forwards it as well,
+ * so a controller gets it twice, and the second must not end it half-stopped (SIGKILL still does).
+ */
 function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
+    let first: NodeJS.Signals | undefined;
+    const on = (sig: NodeJS.Signals) => {
+      if (first) return;
+      first = sig;
+      resolve(sig);
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
   });
 }
 
