@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { FioReport } from './fio.js';
 import { freePort } from './free-port.js';
+import { safeTeardown, trackGroup } from './cleanup.js';
 import { describeFailure, killGroup, runJson, runTool, toolPath, type ToolResult } from './run-tool.js';
 import { nbdraidCli, type TestHooks } from './server-process.js';
 
@@ -71,11 +72,12 @@ export async function startController(t: TestHooks, arr: TestArray, extra: strin
     const port = await freePort();
     const args = [nbdraidCli, '--state', arr.state, 'serve', arr.name, '--listen', `127.0.0.1:${port}`, ...extra];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, PATH: toolPath() } });
+    trackGroup(child);
     const c = wrapController(child, port, arr.name);
     const id = await c.started;
     if (id !== undefined) {
       const ctl = { ...c.ctl, id };
-      t.teardown(async () => {
+      safeTeardown(t, `stop controller ${id} (pid ${ctl.pid})`, async () => {
         await ctl.stop();
         if (!t.passing()) t.comment(`controller ${id} (pid ${ctl.pid}) stderr:\n${ctl.stderr()}`);
       });
@@ -227,6 +229,7 @@ export function startFio(ranges: FioRange[], opts: FioVerifyOptions = {}): FioPr
   if (opts.writeRate) args.push(`--rate=,${opts.writeRate}`);
   ranges.forEach((r, i) => args.push(`--name=j${i}`, `--uri=${r.uri}`, `--offset=${r.offset}`, `--size=${r.size}`));
   const child = spawn('fio', args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true, env: { ...process.env, PATH: toolPath() } });
+  trackGroup(child);
   let stderr = '';
   child.stderr?.on('data', (b: Buffer) => { if (stderr.length < 1 << 16) stderr += b.toString(); });
   const started = Date.now();

@@ -3,13 +3,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
+import { safeTeardown } from './cleanup.js';
 
 interface Teardown { teardown(fn: () => void): void }
 
 /** A fresh state directory removed when the test ends. */
 export function tempStateDir(t: Teardown, prefix = 'nbdraid-coord-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  safeTeardown(t, `remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
 

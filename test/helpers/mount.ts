@@ -2,6 +2,7 @@
 // machine without nbd.ko (nbdfuse file -> loop device -> file system). Teardown always unmounts.
 import fs from 'node:fs';
 import path from 'node:path';
+import { safeTeardown } from './cleanup.js';
 import { runTool } from './run-tool.js';
 import { repoRoot, type TestHooks } from './server-process.js';
 
@@ -44,7 +45,7 @@ export async function mountNbdfuse(
     done = true;
     await runTool(script('umount-nbdfuse.sh'), [mountpoint], { timeoutMs: 60_000 });
   };
-  t.teardown(unmount);
+  safeTeardown(t, `unmount ${mountpoint}`, unmount);
   const r = await runTool(script('mount-nbdfuse.sh'), [...args, uri, mountpoint], { timeoutMs: 120_000 });
   return { loop: r.stdout.trim(), mountpoint, unmount };
 }

@@ -1,6 +1,7 @@
 // Child processes for multi-process tests: spawn compiled JS, wait for a line, kill, collect.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { trackGroup } from './cleanup.js';
 
 export interface Child {
   proc: ChildProcess;
@@ -13,7 +14,9 @@ export interface Child {
 }
 
 export function spawnNode(script: string, args: string[]): Child {
-  const proc = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // Its own process group, recorded so that it dies with this test process whatever ends it.
+  const proc = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+  trackGroup(proc);
   const lines: string[] = [];
   const watchers = new Set<(l: string) => void>();
   createInterface({ input: proc.stdout! }).on('line', (l) => {

@@ -6,6 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { freePort } from './free-port.js';
+import { safeTeardown } from './cleanup.js';
 import { killGroup, runJson, runTool, type ToolResult } from './run-tool.js';
 import { nbdraidCli, spawnServer, type TestHooks } from './server-process.js';
 
@@ -81,10 +82,12 @@ async function launch(t: TestHooks | null, arr: TestArray, n: number, args: (por
     const ready = await waitAll(child, ports);
     const proc = wrap(child, ports, arr.name, stderr, exited);
     if (ready) {
-      t?.teardown(async () => {
-        await proc.stop();
-        if (!t.passing()) t.comment(`nbdraid ${arr.name} output:\n${stderr()}`);
-      });
+      if (t) {
+        safeTeardown(t, `stop nbdraid ${arr.name} (pid ${proc.pid})`, async () => {
+          await proc.stop();
+          if (!t.passing()) t.comment(`nbdraid ${arr.name} output:\n${stderr()}`);
+        });
+      }
       return proc;
     }
     await proc.stop();

@@ -2,6 +2,7 @@
 // time limit. A failure throws an error carrying the command line, exit status and output tails,
 // so a failed assertion says what the tool printed.
 import { spawn } from 'node:child_process';
+import { trackGroup } from './cleanup.js';
 
 export interface ToolOptions {
   /** Kill the tool (and its process group) after this long; default 60 s. */
@@ -44,6 +45,7 @@ export function runTool(cmd: string, args: string[], opts: ToolOptions = {}): Pr
     stdio: ['pipe', 'pipe', 'pipe'],
     detached: true,
   });
+  trackGroup(child);
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   const collect = (into: Buffer[]) => {

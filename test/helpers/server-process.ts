@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { safeTeardown, trackGroup } from './cleanup.js';
 import { freePort } from './free-port.js';
 import { killGroup, toolPath } from './run-tool.js';
 
@@ -112,6 +113,7 @@ export function spawnServer(cmd: string, args: string[], env: Record<string, str
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
+  trackGroup(child);
   let err = '';
   const keep = (b: Buffer): void => {
     err += b.toString();
@@ -156,10 +158,12 @@ function wrap(t: TestHooks | null, opts: Where, name: string, s: Spawned, e: End
     stderr: s.stderr,
     stop: () => (stopping ??= stopSpawned(s)),
   };
-  t?.teardown(async () => {
-    await server.stop();
-    if (!t.passing()) t.comment(`${name} stderr:\n${s.stderr()}`);
-  });
+  if (t) {
+    safeTeardown(t, `stop ${name} (pid ${server.pid})`, async () => {
+      await server.stop();
+      if (!t.passing()) t.comment(`${name} stderr:\n${s.stderr()}`);
+    });
+  }
   return server;
 }
 

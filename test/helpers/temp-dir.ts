@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { safeTeardown } from './cleanup.js';
 
 interface Teardown {
   teardown(fn: () => void | Promise<void>): void;
@@ -9,7 +10,7 @@ interface Teardown {
 
 export function tempDir(t: Teardown, prefix = 'nbdraid-e2e-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  t.teardown(() => {
+  safeTeardown(t, `remove ${dir}`, () => {
     // Never recurse into a file system still mounted below the directory.
     const mounted = fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1]?.startsWith(dir));
     if (mounted) throw new Error(`${dir}: something is still mounted below it; not removing it`);

@@ -8,6 +8,9 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { NbdClient } from '../../lib/transport/client.js';
 import { parseListen } from '../../cmd/verbs/serve.js';
+import { safeTeardown, trackGroup } from '../helpers/cleanup.js';
+import { withDeadline } from '../helpers/deadline.js';
+import { killGroup } from '../helpers/run-tool.js';
 
 const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../cmd/nbdraid.js');
 
@@ -20,14 +23,25 @@ function tempFile(t: { teardown(fn: () => void): void }, size: number): string {
   return file;
 }
 
+type Hooks = { teardown(fn: () => unknown): void; comment(...a: unknown[]): void };
+
+/** Every child is killed at teardown (if still running) and dies with this process (own group). */
+function spawnServe(t: Hooks, args: string[]): ChildProcess {
+  const child = spawn(process.execPath, [cli, 'serve', ...args], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  trackGroup(child);
+  safeTeardown(t, `kill nbdraid serve (pid ${child.pid})`, () => {
+    if (child.exitCode === null && child.signalCode === null) killGroup(child.pid, 'SIGKILL');
+  });
+  return child;
+}
+
 interface Served { child: ChildProcess; line: string; exited: Promise<number | null>; stderr: () => string }
 
 /** Starts `nbdraid serve ...` and resolves at its ready line. */
-function serve(t: { teardown(fn: () => void): void }, args: string[]): Promise<Served> {
-  const child = spawn(process.execPath, [cli, 'serve', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+function serve(t: Hooks, args: string[]): Promise<Served> {
+  const child = spawnServe(t, args);
   let err = '';
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no ready line: ${err}`)), 15_000);
     child.stderr?.on('data', (d: Buffer) => {
@@ -51,7 +65,7 @@ t.test('serves a file over TCP and stops gracefully on SIGTERM', async (t) => {
   await c.write(4096, Buffer.from('on disk'), { fua: true });
   await c.disconnect();
   s.child.kill('SIGTERM');
-  t.equal(await s.exited, 0);
+  t.equal(await withDeadline(s.exited, 20_000, 'serve exiting on SIGTERM'), 0);
   const back = Buffer.alloc(7);
   const fd = fs.openSync(file, 'r');
   fs.readSync(fd, back, 0, 7, 4096);
@@ -69,17 +83,17 @@ t.test('unix socket, read-only, default export name, SIGINT', async (t) => {
   t.equal((await c.read(0, 512)).length, 512);
   await c.disconnect();
   s.child.kill('SIGINT');
-  t.equal(await s.exited, 0);
+  t.equal(await withDeadline(s.exited, 20_000, 'serve exiting on SIGINT'), 0);
   t.notOk(fs.existsSync(sock), 'socket removed');
 });
 
 t.test('argument errors say what to do', async (t) => {
-  const run = (args: string[]) => new Promise<{ code: number | null; err: string }>((resolve) => {
-    const child = spawn(process.execPath, [cli, 'serve', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const run = (args: string[]) => withDeadline(new Promise<{ code: number | null; err: string }>((resolve) => {
+    const child = spawnServe(t, args);
     let err = '';
-    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    child.stderr?.on('data', (d: Buffer) => { err += d.toString(); });
     child.once('exit', (code) => resolve({ code, err }));
-  });
+  }), 20_000, `nbdraid serve ${args.join(' ')} exiting`);
   t.match(await run([]), { code: 1, err: /--file PATH/ });
   t.match(await run(['--file', '/nonexistent/x.img']), { code: 1, err: /nbdraid: open \/nonexistent\/x.img/ });
   t.match(await run(['--file', tempFile(t, 4096), '--listen', 'nonsense']), { code: 1, err: /expected HOST:PORT/ });
