@@ -33,3 +33,22 @@ export async function waitUntil<T>(
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/**
+ * Waits until `sample()` has returned the same value (compared as JSON) `samples` times in a row,
+ * `everyMs` apart: for "nothing more happens" checks, where a fixed sleep would hope instead of
+ * look. Rejects naming `what` if it keeps changing for `ms`.
+ */
+export async function settled<T>(sample: () => T, ms: number, what: string, samples = 5, everyMs = 20): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last = JSON.stringify(sample());
+  let same = 1;
+  while (same < samples) {
+    if (Date.now() > deadline) throw new Error(`deadline: ${what} did not settle within ${ms} ms (last ${last})`);
+    await new Promise((r) => setTimeout(r, everyMs));
+    const now = JSON.stringify(sample());
+    same = now === last ? same + 1 : 1;
+    last = now;
+  }
+  return JSON.parse(last) as T;
+}

@@ -7,6 +7,7 @@ import { ClientHandshake } from '../../lib/transport/client-handshake.js';
 import { NbdClient } from '../../lib/transport/client.js';
 import * as C from '../../lib/transport/constants.js';
 import { MemoryDevice } from '../../lib/transport/memory-device.js';
+import { settled } from '../helpers/deadline.js';
 import { GatedDevice, SinkDevice, memoryExport, startServer, until } from './fixtures.js';
 
 const MiB = 1 << 20;
@@ -20,8 +21,11 @@ t.test('a flood of 32 MiB writes stays within the in-flight bound', async (t) =>
   const COUNT = 10;
   const writes = Array.from({ length: COUNT }, (_, i) => c.write(i * 32 * MiB, payload));
   await until(() => gated.waiting.length === 2, 20_000, 'two writes held by the device');
-  // Give the client every chance to push more: the server must not read it.
-  await new Promise((r) => setTimeout(r, 300));
+  // Wait until the client can push no more (its socket stuck: bytes queued, none leaving), so
+  // that the server has had every byte it could read: it must not have admitted a third write.
+  const sock = (c as unknown as { channel: { socket: net.Socket } }).channel.socket;
+  const stuck = await settled(() => [sock.bytesWritten, sock.writableLength > 0, gated.waiting.length], 20_000, 'the client socket blocking');
+  t.equal(stuck[1], true, 'the client is blocked with writes still queued');
   t.equal(gated.waiting.length, 2, 'no third write admitted while 64 MiB are in flight');
   t.ok(server.stats.peakBufferedBytes <= 32 * MiB + 32 + 256 * 1024, `buffered peak ${server.stats.peakBufferedBytes}`);
   gated.release();
@@ -60,7 +64,8 @@ t.test('a client that does not read its replies stops being read', async (t) => 
   const COUNT = 200;
   const reads = Array.from({ length: COUNT }, (_, i) => c.read(i * MiB, MiB));
   await until(() => server.stats.peakUnsentBytes >= 15 * MiB, 20_000, 'replies backing up');
-  await new Promise((r) => setTimeout(r, 300));
+  // Until the server has stopped taking requests (and the client stopped sending them).
+  await settled(() => [server.stats.requests, socket.bytesWritten], 20_000, 'the server to stop reading requests');
   t.ok(server.stats.requests < COUNT, `only ${server.stats.requests} of ${COUNT} requests read while replies back up`);
   t.ok(server.stats.peakUnsentBytes <= 17 * MiB + 4096, `unsent peak ${server.stats.peakUnsentBytes}`);
   socket.resume();
@@ -74,7 +79,10 @@ t.test('request-count bound', async (t) => {
   const c = await NbdClient.connect({ ...addr, exportName: 'g' });
   const reads = Array.from({ length: 20 }, (_, i) => c.read(i * 512, 512));
   await until(() => gated.waiting.length === 4);
-  await new Promise((r) => setTimeout(r, 100));
+  // Until every request has left the client and the server has nothing more to dispatch.
+  const sock = (c as unknown as { channel: { socket: net.Socket } }).channel.socket;
+  await settled(() => [sock.bytesWritten, sock.writableLength, gated.waiting.length, server.stats.requests], 20_000, 'requests to stop arriving');
+  t.equal(sock.writableLength, 0, 'all 20 requests sent');
   t.equal(gated.waiting.length, 4, 'at most 4 requests reach the device');
   gated.release();
   t.equal((await Promise.all(reads)).length, 20);
