@@ -38,8 +38,8 @@ t.test('fio verify through 2 controllers while 3 rebuild a spare and one is SIGK
   }, 60_000, 100);
   tt.notOk(fio.exited(), 'fio is still writing when the controller is killed');
   await c2.kill();
-  const victimParts = seen.mine.map((p) => p.idx);
-  tt.comment(`killed controller ${c2.id} holding partition(s) ${victimParts.join(', ')} of task ${seen.task.task.id}`);
+  const seenParts = seen.mine.map((p) => p.idx);
+  tt.comment(`killed controller ${c2.id}, seen holding partition(s) ${seenParts.join(', ')} of task ${seen.task.task.id}`);
 
   // md's recovery_offset: the rebuilt prefix reaches the spare's superblock while the rebuild runs.
   const recovery = await waitFor('the spare\'s recovery offset to advance', async () => {
@@ -65,6 +65,9 @@ t.test('fio verify through 2 controllers while 3 rebuild a spare and one is SIGK
   const claimedBy = new Set(events.filter((e) => e.kind === 'partition.claimed').map((e) => e.controller));
   tt.ok(claimedBy.size >= 2, `partitions were claimed by ${claimedBy.size} controllers (${[...claimedBy].join(', ')})`);
   tt.ok(claimedBy.has(c2.id), 'the killed controller had claimed partitions');
+  // Between the look and the kill the victim may have finished a partition it was seen holding.
+  const victimParts = seenParts.filter((idx) => !events.some((e) => e.kind === 'partition.completed' && e.partitionIdx === idx && e.controller === c2.id));
+  tt.ok(victimParts.length > 0, `the killed controller still held partition(s) ${victimParts.join(', ')} when it died`);
   for (const idx of victimParts) {
     const released = events.find((e) => e.kind === 'partition.released' && e.partitionIdx === idx
       && (e.detail as { from?: number } | null)?.from === c2.id);
