@@ -57,7 +57,7 @@ export class VolumeState {
   /**
    * Schedules a superblock commit after those already queued and waits for it: `change` goes to
    * the metadata store when there is one, else the volume writes its own superblocks (a change
-   * that takes a member out bumps events by 2). A store that refuses a stale change rejects the
+   * that fails a member bumps events by 2). A store that refuses a stale change rejects the
    * returned promise (nothing was written); a commit that could not be written takes the volume
    * offline.
    */
@@ -73,7 +73,7 @@ export class VolumeState {
         }
         return;
       }
-      const failed = await this.vol.meta.commit(change?.kind === 'failed' || change?.kind === 'removed' ? 2 : 1);
+      const failed = await this.vol.meta.commit(change?.kind === 'failed' ? 2 : 1);
       if (failed.length > 0) this.goOffline(`superblock update failed on ${failed.map((d) => d.path ?? `device ${d.devNumber}`).join(', ')}`);
     };
     const p = this.chain.then(run, run);
