@@ -11,7 +11,12 @@ export class RecordStore implements MetadataStore {
   constructor(private readonly arrays: ArrayRegistry, private readonly writer: SuperblockWriter) {}
 
   async commit(change: MemberChange): Promise<void> {
-    this.arrays.update(this.writer.arrayName, (r) => applyChange(r, change));
+    // A change the record already shows (another controller applied it first) costs no update:
+    // no revision bump that would send every controller to re-read. A stale one throws here.
+    const now = this.arrays.require(this.writer.arrayName);
+    const before = JSON.stringify(now.members);
+    applyChange(now, change);
+    if (JSON.stringify(now.members) !== before) this.arrays.update(this.writer.arrayName, (r) => applyChange(r, change));
     await this.writer.sync();
   }
 }
