@@ -13,6 +13,8 @@ const SEEK_END = 2;
 const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
 const ZERO_CHUNK = Buffer.alloc(1 << 20);
+/** A pwrite that writes nothing is retried this many times in a row, then the write fails. */
+const NO_PROGRESS_TRIES = 3;
 
 export interface FileDeviceOptions {
   readOnly?: boolean;
@@ -113,10 +115,17 @@ export class FileDevice implements BlockDevice {
     }
   }
 
+  /** A short write is retried from where it stopped; a write the kernel refuses fails, never counted as done. */
   async write(offset: number, data: Buffer, opts: WriteOptions = {}): Promise<void> {
     let done = 0;
+    let stalled = 0;
     while (done < data.length) {
-      done += await this.io(writeAt(this.fd, data, done, offset + done, data.length - done), 'write', offset);
+      const n = await this.io(writeAt(this.fd, data, done, offset + done, data.length - done), 'write', offset);
+      stalled = n > 0 ? 0 : stalled + 1;
+      if (stalled >= NO_PROGRESS_TRIES) {
+        throw new NbdraidError('EIO', `write ${this.path} at ${offset}`, `the kernel wrote nothing at byte ${done} of ${data.length}, ${stalled} times; the device may be failing`);
+      }
+      done += n;
     }
     if (opts.fua) await this.flush();
   }
