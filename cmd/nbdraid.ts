@@ -2,6 +2,8 @@
 // nbdraid admin CLI: parse, call lib, print (human or --json). Each verb lives in cmd/verbs/.
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { databaseError, isSqliteError } from '../lib/coordination/db-check.js';
+import { databasePath } from '../lib/coordination/db.js';
 import { NbdraidError } from '../lib/errors.js';
 import { verbs } from './verbs/index.js';
 
@@ -10,6 +12,9 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code === 'EPIPE') process.exit(0);
   throw err;
 });
+
+/** The --state of this run, for errors that SQLite raises after the database was opened. */
+let stateDir = process.env.NBDRAID_STATE ?? './data';
 
 async function main(): Promise<void> {
   let cli = yargs(hideBin(process.argv))
@@ -21,6 +26,7 @@ async function main(): Promise<void> {
       default: process.env.NBDRAID_STATE ?? './data',
       global: true,
     })
+    .middleware((argv) => { stateDir = argv.state; })
     .strict()
     .demandCommand(1, 'name a verb; see nbdraid --help')
     .recommendCommands()
@@ -35,6 +41,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  if (isSqliteError(err)) err = databaseError(databasePath(stateDir), err);
   if (err instanceof NbdraidError) {
     process.stderr.write(`nbdraid: ${err.message}\n`);
     process.exit(1);

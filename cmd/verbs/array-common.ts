@@ -21,6 +21,12 @@ export async function withRegistry<T>(stateDir: string, fn: (reg: ArrayRegistry,
   }
 }
 
+/** What a read verb says when the state directory records no array: the members may still hold some. */
+export function noArrays(stateDir: string): string {
+  return `nbdraid: no arrays: the state directory ${stateDir} knows no arrays; arrays on members are found with `
+    + `'nbdraid examine MEMBER...' and recorded here with 'nbdraid assemble NAME MEMBER...'; a new one is made with 'nbdraid create NAME MEMBER... --size 1G'`;
+}
+
 export function absolute(paths: string[]): string[] {
   return paths.map((p) => path.resolve(p));
 }

@@ -5,6 +5,7 @@ import { createCommand } from './create.js';
 import { examineCommand } from './examine.js';
 import { assembleCommand } from './assemble.js';
 import { statusCommand } from './status.js';
+import { listCommand } from './list.js';
 import { failCommand } from './fail.js';
 import { removeCommand } from './remove.js';
 import { addSpareCommand } from './add-spare.js';
@@ -17,6 +18,6 @@ import { controllersCommand } from './controllers.js';
 import { eventsCommand } from './events.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const verbs: CommandModule<any, any>[] = [serveCommand, createCommand, examineCommand, assembleCommand, statusCommand, failCommand, removeCommand,
+export const verbs: CommandModule<any, any>[] = [serveCommand, createCommand, examineCommand, assembleCommand, statusCommand, listCommand, failCommand, removeCommand,
   clusterCommand, addSpareCommand, replaceCommand, checkCommand, repairCommand, throttleCommand,
   tasksCommand, controllersCommand, eventsCommand];

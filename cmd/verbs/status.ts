@@ -4,7 +4,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { NbdraidError } from '../../lib/errors.js';
 import { type ArrayRegistry, TaskStore } from '../../lib/coordination/index.js';
 import { type TaskView, formatTask, taskView } from '../task-view.js';
-import { type LiveState, type StateArgs, formatStatus, liveState, withRegistry } from './array-common.js';
+import { type LiveState, type StateArgs, formatStatus, liveState, noArrays, withRegistry } from './array-common.js';
 
 /** `watch` is the raw option: undefined when absent, '' for a bare --watch, else the seconds. */
 interface StatusArgs extends StateArgs { name?: string; json: boolean; watch?: string }
@@ -51,7 +51,7 @@ function sampledSpeed(samples: Samples, id: number, bytes: number): number | und
 
 function render(states: ArrayStatus[], args: StatusArgs): string {
   if (args.json) return `${JSON.stringify(args.name ? states[0] : states, null, 2)}\n`;
-  if (states.length === 0) return `nbdraid: no arrays in ${args.state}; create one with 'nbdraid create NAME MEMBER... --size 1G'\n`;
+  if (states.length === 0) return `${noArrays(args.state)}\n`;
   return `${states.map((s) => [formatStatus(s), ...s.tasks.map(formatTask)].join('\n')).join('\n\n')}\n`;
 }
 
@@ -61,7 +61,9 @@ async function status(args: StatusArgs): Promise<void> {
   await withRegistry(args.state, async (reg, db) => {
     const tasks = new TaskStore(db);
     if (every === undefined) {
-      process.stdout.write(render(await collect(reg, tasks, name), args));
+      const states = await collect(reg, tasks, name);
+      process.stdout.write(render(states, args));
+      if (args.json && states.length === 0) process.stderr.write(`${noArrays(args.state)}\n`);
       return;
     }
     const samples: Samples = new Map();

@@ -6,6 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { NbdraidError } from '../errors.js';
 import { migrations } from './schema.js';
+import { checkDatabase, databaseError } from './db-check.js';
 
 export type { Database } from 'better-sqlite3';
 
@@ -32,11 +33,17 @@ export function openDatabase(stateDir: string, opts: OpenOptions = {}): Database
   } catch (err) {
     throw new NbdraidError('EIO', `state ${stateDir}`, `cannot open the coordination database: ${(err as Error).message}`, { cause: err });
   }
-  db.pragma('journal_mode = WAL');
-  // NORMAL in WAL survives any process crash; write-intent bits switch to FULL (leases.ts).
-  db.pragma('synchronous = NORMAL');
-  db.pragma('foreign_keys = ON');
-  migrate(db);
+  try {
+    checkDatabase(db); // before anything writes: a foreign file is left as it was
+    db.pragma('journal_mode = WAL');
+    // NORMAL in WAL survives any process crash; write-intent bits switch to FULL (leases.ts).
+    db.pragma('synchronous = NORMAL');
+    db.pragma('foreign_keys = ON');
+    migrate(db);
+  } catch (err) {
+    db.close();
+    throw databaseError(databasePath(stateDir), err);
+  }
   return db;
 }
 
