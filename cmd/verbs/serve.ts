@@ -6,6 +6,7 @@ import { NbdraidError } from '../../lib/errors.js';
 import type { BlockDevice } from '../../lib/transport/block-device.js';
 import { FileDevice } from '../../lib/transport/file-device.js';
 import { type ListenAddress, NbdServer } from '../../lib/transport/server.js';
+import { TLS_MODES, type TlsMode, loadServerTls } from '../../lib/transport/tls.js';
 import { Controller } from '../../lib/controller/controller.js';
 
 interface ServeArgs {
@@ -18,6 +19,10 @@ interface ServeArgs {
   'read-only': boolean;
   force?: boolean;
   'block-size'?: number;
+  tls: TlsMode;
+  'tls-certificates'?: string;
+  'tls-psk'?: string;
+  'tls-verify-peer': boolean;
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:10809';
@@ -33,11 +38,11 @@ export function parseListen(spec: string): { host: string; port: number } {
 }
 
 /** The URI a client uses to reach `exportName` at a bound address. */
-export function exportUri(bound: ListenAddress, exportName: string): string {
+export function exportUri(bound: ListenAddress, exportName: string, tls = false): string {
   const name = encodeURIComponent(exportName);
-  if ('path' in bound) return `nbd+unix:///${name}?socket=${bound.path}`;
+  if ('path' in bound) return `${tls ? 'nbds' : 'nbd'}+unix:///${name}?socket=${bound.path}`;
   const host = bound.host?.includes(':') ? `[${bound.host}]` : bound.host;
-  return `nbd://${host}:${bound.port}/${name}`;
+  return `${tls ? 'nbds' : 'nbd'}://${host}:${bound.port}/${name}`;
 }
 
 async function listenOn(server: NbdServer, args: ServeArgs): Promise<ListenAddress> {
@@ -52,8 +57,16 @@ async function listenOn(server: NbdServer, args: ServeArgs): Promise<ListenAddre
 
 /** Serves until SIGINT/SIGTERM, then shuts down gracefully and closes the device. */
 async function serveDevice(device: BlockDevice, exportName: string, args: ServeArgs): Promise<void> {
+  let tls;
+  try {
+    tls = serverTls(args);
+  } catch (err) {
+    await device.close();
+    throw err;
+  }
   const server = new NbdServer({
     exports: [{ name: exportName, device, readOnly: args['read-only'] }],
+    tls,
     log: (message) => process.stderr.write(`nbdraid: ${message}\n`),
   });
   let bound: ListenAddress;
@@ -63,7 +76,8 @@ async function serveDevice(device: BlockDevice, exportName: string, args: ServeA
     await device.close();
     throw err;
   }
-  process.stderr.write(`nbdraid: serving export '${exportName}' (${device.size} bytes${args['read-only'] ? ', read-only' : ''}) on ${exportUri(bound, exportName)}\n`);
+  const tlsNote = tls ? `, TLS ${tls.mode} with ${tls.kind === 'psk' ? 'PSK' : 'X.509 certificates'}` : '';
+  process.stderr.write(`nbdraid: serving export '${exportName}' (${device.size} bytes${args['read-only'] ? ', read-only' : ''}${tlsNote}) on ${exportUri(bound, exportName, tls?.mode === 'require')}\n`);
   const signal = await untilSignal();
   process.stderr.write(`nbdraid: ${signal}: finishing in-flight requests and stopping\n`);
   await server.close();
@@ -88,8 +102,18 @@ function untilSignal(): Promise<NodeJS.Signals> {
   });
 }
 
+/** The TLS flags, checked together and with their credentials loaded. */
+function serverTls(args: ServeArgs): ReturnType<typeof loadServerTls> {
+  return loadServerTls({
+    mode: args.tls, certificates: args['tls-certificates'], pskFile: args['tls-psk'], verifyPeer: args['tls-verify-peer'],
+  });
+}
+
 /** Runs this process as a controller of array `name` until SIGINT/SIGTERM. */
 async function serveArray(name: string, args: ServeArgs & { force?: boolean }): Promise<void> {
+  if (args.tls !== 'off') {
+    throw new NbdraidError('ENOTSUP', `serve ${name} --tls`, 'TLS is offered by serve --file so far; an array controller serves plain NBD (put it behind a TLS proxy, or on a unix socket)');
+  }
   const listen: ListenAddress = args.socket ? { path: args.socket } : parseListen(args.listen ?? DEFAULT_LISTEN);
   const ctl = await Controller.start({ stateDir: args.state, arrayName: name, listen, force: args.force });
   process.stderr.write(`nbdraid: controller ${ctl.id} serving array '${name}' (${ctl.volume.size} bytes) on ${exportUri(listen, name)}\n`);
@@ -114,6 +138,10 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     .option('socket', { type: 'string', describe: 'listen on this unix socket instead of TCP' })
     .option('read-only', { type: 'boolean', default: false, describe: 'refuse writes (--file only)' })
     .option('block-size', { type: 'number', describe: 'minimum block size advertised for --file (power of two, default 1); misaligned requests get EINVAL' })
+    .option('tls', { choices: TLS_MODES, default: 'off' as TlsMode, describe: 'STARTTLS: off, on (plain and TLS clients) or require (TLS before any other option)' })
+    .option('tls-certificates', { type: 'string', describe: 'directory with ca-cert.pem, server-cert.pem, server-key.pem (as nbdkit and qemu)' })
+    .option('tls-psk', { type: 'string', describe: 'pre-shared keys file, USERNAME:HEXKEY lines (psktool format)' })
+    .option('tls-verify-peer', { type: 'boolean', default: false, describe: 'require a client certificate signed by ca-cert.pem' })
     .option('force', { type: 'boolean', default: false, describe: 'assemble even with stale members or dirty and degraded (as mdadm --force)' })
     .conflicts('socket', 'listen') as unknown as Argv<ServeArgs>,
   handler: async (args) => {

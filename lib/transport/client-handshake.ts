@@ -5,7 +5,11 @@
 //   await hs.extendedHeaders();                       // or hs.structuredReply()
 //   await hs.setMetaContext('disk', ['base:allocation']);
 //   const client = await hs.go('disk');               // -> NbdClient in transmission
+//
+// With `tls` (credentials from loadClientTls), open() sends STARTTLS as the first option and goes on
+// over TLS; a server that refuses it is left (the spec's advice against downgrades).
 import net from 'node:net';
+import type tls from 'node:tls';
 import { NbdraidError, asNbdraidError } from '../errors.js';
 import {
   type Info, decodeInfo, decodeMetaContextReply, decodeServerReply, encodeClientFlags, encodeInfoRequest,
@@ -14,10 +18,11 @@ import {
 import {
   FLAG_FIXED_NEWSTYLE, FLAG_NO_ZEROES, INFO_BLOCK_SIZE, INFO_DESCRIPTION, INFO_NAME, OPT_ABORT, OPT_EXPORT_NAME,
   OPT_EXTENDED_HEADERS, OPT_GO, OPT_INFO, OPT_LIST, OPT_LIST_META_CONTEXT, OPT_SET_META_CONTEXT,
-  OPT_STRUCTURED_REPLY, REP_ACK, REP_INFO, REP_META_CONTEXT, REP_SERVER,
+  OPT_STARTTLS, OPT_STRUCTURED_REPLY, REP_ACK, REP_INFO, REP_META_CONTEXT, REP_SERVER,
 } from './constants.js';
 import { ClientFrameReader, type ClientFrame } from './frame-reader.js';
 import { NbdClient, type ExportInfo } from './client.js';
+import { upgradeClientSocket } from './tls.js';
 
 export type Address = { host?: string; port: number } | { path: string };
 
@@ -45,11 +50,32 @@ export class FrameChannel {
   /** How many data bytes follow a simple reply (set by NbdClient: the READ length on success). */
   simpleDataLength: (cookie: bigint, error: number) => number = () => 0;
 
-  constructor(readonly socket: net.Socket, readonly reader: ClientFrameReader) {
+  private readonly onSocketData = (chunk: Buffer): void => this.onData(chunk);
+  private readonly onSocketError = (err: Error): void => this.fail(asNbdraidError(err, 'nbd client'));
+  private readonly onSocketClose = (): void => this.fail(new NbdraidError('EIO', 'nbd client', 'connection closed by the server'));
+
+  constructor(public socket: net.Socket, readonly reader: ClientFrameReader) {
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (err) => this.fail(asNbdraidError(err, 'nbd client')));
-    socket.on('close', () => this.fail(new NbdraidError('EIO', 'nbd client', 'connection closed by the server')));
+    this.attach(socket);
+  }
+
+  /** Reads from `socket` from now on (the TLS socket after STARTTLS). */
+  attach(socket: net.Socket): void {
+    this.socket = socket;
+    socket.on('data', this.onSocketData);
+    socket.on('error', this.onSocketError);
+    socket.on('close', this.onSocketClose);
+  }
+
+  /** Stops reading the current socket and hands it over (to be wrapped in TLS). */
+  detach(): net.Socket {
+    const s = this.socket;
+    s.pause();
+    s.removeListener('data', this.onSocketData);
+    s.removeListener('error', this.onSocketError);
+    s.removeListener('close', this.onSocketClose);
+    s.on('error', () => {}); // its errors now reach the TLS socket over it
+    return s;
   }
 
   next(): Promise<ClientFrame> {
@@ -90,6 +116,8 @@ export class FrameChannel {
 }
 
 export class ClientHandshake {
+  /** STARTTLS succeeded: the connection runs over TLS. */
+  tls = false;
   structured = false;
   extended = false;
   /** Context ids the server gave on the last SET_META_CONTEXT, by name. */
@@ -101,7 +129,7 @@ export class ClientHandshake {
   }
 
   /** Connects, reads the greeting and sends client flags (default: what the server offers). */
-  static async open(addr: Address, opts: { clientFlags?: number } = {}): Promise<ClientHandshake> {
+  static async open(addr: Address, opts: { clientFlags?: number; tls?: tls.ConnectionOptions } = {}): Promise<ClientHandshake> {
     const socket = await connectSocket(addr);
     const reader: ClientFrameReader = new ClientFrameReader((cookie, error): number => channel.simpleDataLength(cookie, error));
     const channel: FrameChannel = new FrameChannel(socket, reader);
@@ -109,7 +137,26 @@ export class ClientHandshake {
     if (greeting.kind !== 'greeting') throw new NbdraidError('EPROTO', 'nbd client', 'expected a greeting');
     const flags = opts.clientFlags ?? greeting.handshakeFlags & (FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES);
     socket.write(encodeClientFlags(flags));
-    return new ClientHandshake(channel, greeting.handshakeFlags, flags);
+    const hs = new ClientHandshake(channel, greeting.handshakeFlags, flags);
+    if (opts.tls) {
+      try {
+        await hs.startTls(opts.tls, 'path' in addr ? undefined : addr.host ?? '127.0.0.1');
+      } catch (err) {
+        hs.close();
+        throw err;
+      }
+    }
+    return hs;
+  }
+
+  /** STARTTLS, then the TLS handshake on the same socket; what was negotiated before is forgotten. */
+  async startTls(opts: tls.ConnectionOptions, host?: string): Promise<void> {
+    await this.optionOk(OPT_STARTTLS);
+    const secure = await upgradeClientSocket(this.channel.detach(), opts, host);
+    this.channel.attach(secure);
+    this.tls = true;
+    this.structured = this.extended = false;
+    this.contexts = new Map();
   }
 
   /** Sends raw bytes (tests use it to send malformed options). */

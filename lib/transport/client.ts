@@ -9,6 +9,7 @@
 //
 // High-level methods throw NbdraidError with the code of the server's errno (errno.ts);
 // request() returns the raw reply instead, for tests that send invalid requests on purpose.
+import type tls from 'node:tls';
 import type { BlockSizes } from './block-device.js';
 import {
   type NbdRequest, type ReplyKind, type WireExtent, decodeBlockStatusPayload, decodeErrorPayload, encodeRequest,
@@ -43,6 +44,8 @@ export type ConnectOptions = Address & {
   metaContexts?: string[];
   /** Enter transmission with EXPORT_NAME instead of GO. */
   useExportName?: boolean;
+  /** Upgrade with STARTTLS before any other option (credentials from loadClientTls in tls.ts). */
+  tls?: tls.ConnectionOptions;
 };
 
 export interface RawRequest {
@@ -106,7 +109,7 @@ export class NbdClient {
 
   /** Connects and negotiates (extended headers, else structured replies; base:allocation; GO). */
   static async connect(opts: ConnectOptions): Promise<NbdClient> {
-    const hs = await ClientHandshake.open(opts);
+    const hs = await ClientHandshake.open(opts, { tls: opts.tls });
     const name = opts.exportName ?? '';
     try {
       if (opts.extended !== false && opts.structured !== false) await hs.extendedHeaders().catch(ignoreOptionError);

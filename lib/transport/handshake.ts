@@ -8,10 +8,11 @@ import {
   CONTEXT_BASE_ALLOCATION, FLAG_FIXED_NEWSTYLE, FLAG_NO_ZEROES, INFO_BLOCK_SIZE, INFO_DESCRIPTION, INFO_EXPORT,
   INFO_NAME, MAX_STRING, OPT_ABORT, OPT_EXPORT_NAME, OPT_EXTENDED_HEADERS, OPT_GO, OPT_INFO, OPT_LIST,
   OPT_LIST_META_CONTEXT, OPT_SET_META_CONTEXT, OPT_STARTTLS, OPT_STRUCTURED_REPLY, REP_ACK, REP_ERR_INVALID,
-  REP_ERR_POLICY, REP_ERR_SHUTDOWN, REP_ERR_TOO_BIG, REP_ERR_UNKNOWN, REP_ERR_UNSUP, REP_INFO, REP_META_CONTEXT,
-  REP_SERVER,
+  REP_ERR_POLICY, REP_ERR_SHUTDOWN, REP_ERR_TLS_REQD, REP_ERR_TOO_BIG, REP_ERR_UNKNOWN, REP_ERR_UNSUP, REP_INFO,
+  REP_META_CONTEXT, REP_SERVER,
 } from './constants.js';
 import { type ExportRegistry, type ServedExport, transmissionFlags } from './exports.js';
+import type { TlsMode } from './tls.js';
 
 /** The id the server gives base:allocation. */
 export const BASE_ALLOCATION_ID = 1;
@@ -21,25 +22,42 @@ export const SERVER_HANDSHAKE_FLAGS = FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES;
 export interface HandshakeEnv {
   exports: ExportRegistry;
   shuttingDown: boolean;
+  /** STARTTLS policy (default off). */
+  tls?: TlsMode;
 }
 
 /** What the client negotiated so far. */
 export class HandshakeState {
+  fixedNewstyle = false;
+  /** STARTTLS was acknowledged: everything after it runs over TLS. */
+  tls = false;
   noZeroes = false;
   structured = false;
   extended = false;
   /** Export the meta context selection was made for, and whether base:allocation is selected. */
   metaExport: ServedExport | null = null;
   baseAllocation = false;
+
+  /** STARTTLS forgets everything negotiated before it (the spec's rule; a MitM may have sent it). */
+  startTls(): void {
+    this.tls = true;
+    this.structured = false;
+    this.extended = false;
+    this.metaExport = null;
+    this.baseAllocation = false;
+  }
 }
 
 export type OptionOutcome =
   | { next: 'options' | 'close'; replies: Buffer[] }
+  /** The ACK is sent in plain text, then the connection upgrades to TLS. */
+  | { next: 'starttls'; replies: Buffer[] }
   | { next: 'transmission'; replies: Buffer[]; export: ServedExport; contextId: number };
 
 /** Accepts the client flags, or returns false when the connection must be dropped. */
 export function acceptClientFlags(state: HandshakeState, flags: number): boolean {
   if ((flags & ~SERVER_HANDSHAKE_FLAGS) !== 0) return false;
+  state.fixedNewstyle = (flags & FLAG_FIXED_NEWSTYLE) !== 0;
   state.noZeroes = (flags & FLAG_NO_ZEROES) !== 0;
   return true;
 }
@@ -54,13 +72,18 @@ function fail(option: number, type: number, message: string): OptionOutcome {
 
 /** Handles one option; `data` is null when its body was too large and skipped. */
 export function handleOption(state: HandshakeState, env: HandshakeEnv, option: number, data: Buffer | null): OptionOutcome {
+  if (tlsRequired(state, env) && option !== OPT_STARTTLS && option !== OPT_ABORT) {
+    // FORCEDTLS: EXPORT_NAME cannot be refused with a reply, so it closes the connection.
+    if (option === OPT_EXPORT_NAME) return { next: 'close', replies: [] };
+    return fail(option, REP_ERR_TLS_REQD, 'this server requires TLS: send STARTTLS first');
+  }
   if (option === OPT_EXPORT_NAME) return exportName(state, env, data);
   if (option === OPT_ABORT) return { next: 'close', replies: [reply(option, REP_ACK)] };
   if (env.shuttingDown) return fail(option, REP_ERR_SHUTDOWN, 'server is shutting down');
   if (data === null) return fail(option, REP_ERR_TOO_BIG, 'option data too large');
   switch (option) {
     case OPT_LIST: return list(env, data);
-    case OPT_STARTTLS: return fail(option, REP_ERR_POLICY, 'TLS is not offered by this server');
+    case OPT_STARTTLS: return startTls(state, env, data);
     case OPT_INFO:
     case OPT_GO: return infoOrGo(state, env, option, data);
     case OPT_STRUCTURED_REPLY: return structuredReply(state, data);
@@ -69,6 +92,18 @@ export function handleOption(state: HandshakeState, env: HandshakeEnv, option: n
     case OPT_SET_META_CONTEXT: return metaContext(state, env, option, data);
     default: return fail(option, REP_ERR_UNSUP, `option ${option} is not supported`);
   }
+}
+
+function tlsRequired(state: HandshakeState, env: HandshakeEnv): boolean {
+  return env.tls === 'require' && !state.tls;
+}
+
+function startTls(state: HandshakeState, env: HandshakeEnv, data: Buffer): OptionOutcome {
+  if ((env.tls ?? 'off') === 'off' || !state.fixedNewstyle) return fail(OPT_STARTTLS, REP_ERR_POLICY, 'TLS is not offered by this server');
+  if (state.tls) return fail(OPT_STARTTLS, REP_ERR_INVALID, 'TLS is already active');
+  if (data.length !== 0) return fail(OPT_STARTTLS, REP_ERR_INVALID, 'STARTTLS takes no data');
+  state.startTls();
+  return { next: 'starttls', replies: [reply(OPT_STARTTLS, REP_ACK)] };
 }
 
 function exportName(state: HandshakeState, env: HandshakeEnv, data: Buffer | null): OptionOutcome {

@@ -13,6 +13,7 @@ import net from 'node:net';
 import { NbdraidError } from '../errors.js';
 import { type ExportSpec, ExportRegistry } from './exports.js';
 import { type ServerStats, Session, type SessionHost, type SessionLimits } from './session.js';
+import type { ServerTls } from './tls.js';
 
 export interface NbdServerOptions {
   exports?: ExportSpec[];
@@ -30,6 +31,8 @@ export interface NbdServerOptions {
   maxDiscard?: number;
   /** After close(), connections still haggling or not closing are dropped after this (default 2 s). */
   shutdownGraceMs?: number;
+  /** STARTTLS credentials and policy (loadServerTls); TLS is off without them. */
+  tls?: ServerTls | null;
   /** Connection-level events (protocol errors); never called per request. */
   log?: (message: string) => void;
 }
@@ -43,6 +46,7 @@ export class NbdServer implements SessionHost {
     connections: 0, requests: 0, protocolErrors: 0, peakInflightRequests: 0, peakInflightBytes: 0, peakBufferedBytes: 0, peakUnsentBytes: 0, directReadBytes: 0,
   };
   shuttingDown = false;
+  readonly tls: ServerTls | null;
   private readonly sessions = new Set<Session>();
   private readonly listeners: net.Server[] = [];
   private readonly socketPaths: string[] = [];
@@ -60,6 +64,7 @@ export class NbdServer implements SessionHost {
       maxInflightBytes: opts.maxInflightBytes ?? 64 << 20,
       reader: { maxOptionData: opts.maxOptionData ?? 64 << 10, maxPayload: 32 << 20, maxDiscard },
     };
+    this.tls = opts.tls ?? null;
     this.shutdownGraceMs = opts.shutdownGraceMs ?? 2000;
     this.logFn = opts.log ?? (() => {});
     for (const spec of opts.exports ?? []) this.addExport(spec);

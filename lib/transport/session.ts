@@ -16,6 +16,7 @@ import { toNbdErrno } from './errno.js';
 import type { ExportRegistry } from './exports.js';
 import { HandshakeState, type OptionOutcome, SERVER_HANDSHAKE_FLAGS, acceptClientFlags, handleOption } from './handshake.js';
 import { ReplyWriter } from './reply.js';
+import { type ServerTls, upgradeServerSocket } from './tls.js';
 import { type TransmissionContext, dispatchRequest, validateRequest } from './transmission.js';
 import { transmissionFlags } from './exports.js';
 
@@ -46,6 +47,8 @@ export interface SessionHost {
   readonly shuttingDown: boolean;
   readonly limits: SessionLimits;
   readonly stats: ServerStats;
+  /** STARTTLS credentials and policy; null when TLS is off. */
+  readonly tls: ServerTls | null;
   log(message: string): void;
   sessionClosed(session: Session): void;
 }
@@ -70,8 +73,11 @@ export class Session {
   private paused = false;
   private corked = false;
   private closed = false;
-  private readonly socket: net.Socket;
+  /** The accepted socket; after STARTTLS, the TLS socket over it. */
+  private socket: net.Socket;
   private readonly scratch = Buffer.allocUnsafe(SCRATCH_SIZE);
+  /** Kept: a socket closed under TLS no longer knows its peer. */
+  private readonly peer: string;
 
   /**
    * A socket that has not started reading (the server accepts with pauseOnConnect) is read
@@ -85,13 +91,40 @@ export class Session {
     });
     const socket = (this.socket = direct ?? accepted);
     socket.setNoDelay(true);
-    if (!direct) socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.peer = socket.remoteAddress ?? 'unix socket';
+    if (!direct) socket.on('data', this.onSocketData);
     socket.resume();
-    socket.on('drain', () => this.pump());
-    socket.on('error', () => this.destroy());
+    socket.on('drain', this.onSocketDrain);
+    socket.on('error', this.onSocketError);
     socket.on('close', () => this.onClose());
     this.timer = setTimeout(() => this.destroy('handshake timed out'), host.limits.handshakeTimeoutMs);
     this.send(encodeGreeting(SERVER_HANDSHAKE_FLAGS));
+  }
+
+  private readonly onSocketData = (chunk: Buffer): void => this.onData(chunk);
+  private readonly onSocketDrain = (): void => this.pump();
+  private readonly onSocketError = (): void => this.destroy();
+
+  /**
+   * After the STARTTLS ACK: the plain socket stops reading (the client sends its TLS hello only
+   * once it has the ACK, so bytes already here are a protocol error, and would otherwise be read as
+   * if they had come over TLS), the ACK is flushed, and the session goes on over TLS.
+   */
+  private startTls(): void {
+    if (this.reader.buffered > 0) return this.destroy('client sent data after STARTTLS before its reply');
+    const raw = this.socket;
+    raw.pause();
+    raw.removeListener('data', this.onSocketData);
+    raw.removeListener('drain', this.onSocketDrain);
+    raw.uncork();
+    // 'error' and 'close' stay on the plain socket: it closes when the TLS socket over it does.
+    upgradeServerSocket(raw, this.host.tls as ServerTls, (err, secure) => {
+      if (err || !secure) return this.destroy(err?.message ?? 'TLS: no TLS socket');
+      this.socket = secure;
+      secure.on('data', this.onSocketData);
+      secure.on('drain', this.onSocketDrain);
+      secure.on('error', this.onSocketError);
+    });
   }
 
   /** Server shutdown: in transmission, finish what is in flight, answer the rest ESHUTDOWN, close. */
@@ -102,7 +135,7 @@ export class Session {
   destroy(reason?: string): void {
     if (reason) {
       this.host.stats.protocolErrors++;
-      this.host.log(`nbd connection from ${this.socket.remoteAddress ?? 'unix socket'} dropped: ${reason}`);
+      this.host.log(`nbd connection from ${this.peer} dropped: ${reason}`);
     }
     this.phase = 'closing';
     this.socket.destroy();
@@ -171,10 +204,11 @@ export class Session {
       return;
     }
     if (++this.options > this.host.limits.maxOptions) return this.destroy('too many options');
-    const env = { exports: this.host.exports, shuttingDown: this.host.shuttingDown };
+    const env = { exports: this.host.exports, shuttingDown: this.host.shuttingDown, tls: this.host.tls?.mode ?? 'off' as const };
     const outcome = handleOption(this.hs, env, frame.option, frame.data);
     for (const r of outcome.replies) this.send(r);
     if (outcome.next === 'close') this.end();
+    else if (outcome.next === 'starttls') this.startTls();
     else if (outcome.next === 'transmission') this.startTransmission(outcome);
   }
 
@@ -259,11 +293,12 @@ export class Session {
   private send(b: Buffer): void {
     if (this.closed || this.socket.destroyed || this.socket.writableEnded) return;
     if (!this.corked) {
+      const socket = this.socket;
       this.corked = true;
-      this.socket.cork();
+      socket.cork();
       process.nextTick(() => {
         this.corked = false;
-        this.socket.uncork();
+        socket.uncork();
       });
     }
     this.socket.write(b);
