@@ -5,8 +5,9 @@ import type { Argv, CommandModule } from 'yargs';
 import { NbdraidError } from '../../lib/errors.js';
 import type { BlockDevice } from '../../lib/transport/block-device.js';
 import { FileDevice } from '../../lib/transport/file-device.js';
-import { type ListenAddress, NbdServer } from '../../lib/transport/server.js';
 import { TLS_MODES, type TlsMode, loadServerTls } from '../../lib/transport/tls.js';
+import { parseSize } from '../../lib/raid/units.js';
+import { DEFAULT_LIMITS, type ListenAddress, NbdServer, type NbdServerOptions } from '../../lib/transport/server.js';
 import { Controller } from '../../lib/controller/controller.js';
 
 interface ServeArgs {
@@ -23,6 +24,26 @@ interface ServeArgs {
   'tls-certificates'?: string;
   'tls-psk'?: string;
   'tls-verify-peer': boolean;
+  'payload-budget'?: string;
+  'max-connections'?: number;
+  'request-timeout'?: number;
+}
+
+/** The server-wide limits from the flags (docs/operations.md); unset ones keep the defaults. */
+export function serverLimits(args: Pick<ServeArgs, 'payload-budget' | 'max-connections' | 'request-timeout'>): Omit<NbdServerOptions, 'exports' | 'log'> {
+  const limits: Omit<NbdServerOptions, 'exports' | 'log'> = {};
+  if (args['payload-budget'] !== undefined) limits.payloadBudget = parseSize(args['payload-budget'], '--payload-budget');
+  const conns = args['max-connections'];
+  if (conns !== undefined) {
+    if (!Number.isInteger(conns) || conns < 1) throw new NbdraidError('EINVAL', '--max-connections', `must be a whole number of at least 1, got ${conns}`);
+    limits.maxConnections = conns;
+  }
+  const secs = args['request-timeout'];
+  if (secs !== undefined) {
+    if (!Number.isFinite(secs) || secs < 0) throw new NbdraidError('EINVAL', '--request-timeout', `must be a number of seconds (0: none), got ${secs}`);
+    limits.requestTimeoutMs = Math.round(secs * 1000);
+  }
+  return limits;
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:10809';
@@ -65,6 +86,7 @@ async function serveDevice(device: BlockDevice, exportName: string, args: ServeA
     throw err;
   }
   const server = new NbdServer({
+    ...serverLimits(args),
     exports: [{ name: exportName, device, readOnly: args['read-only'] }],
     tls,
     log: (message) => process.stderr.write(`nbdraid: ${message}\n`),
@@ -115,7 +137,7 @@ async function serveArray(name: string, args: ServeArgs & { force?: boolean }): 
     throw new NbdraidError('ENOTSUP', `serve ${name} --tls`, 'TLS is offered by serve --file so far; an array controller serves plain NBD (put it behind a TLS proxy, or on a unix socket)');
   }
   const listen: ListenAddress = args.socket ? { path: args.socket } : parseListen(args.listen ?? DEFAULT_LISTEN);
-  const ctl = await Controller.start({ stateDir: args.state, arrayName: name, listen, force: args.force });
+  const ctl = await Controller.start({ stateDir: args.state, arrayName: name, listen, force: args.force, serverLimits: serverLimits(args) });
   process.stderr.write(`nbdraid: controller ${ctl.id} serving array '${name}' (${ctl.volume.size} bytes) on ${exportUri(listen, name)}\n`);
   const signal = await untilSignal();
   process.stderr.write(`nbdraid: ${signal}: finishing in-flight requests, handing back partitions and leases\n`);
@@ -142,9 +164,13 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     .option('tls-certificates', { type: 'string', describe: 'directory with ca-cert.pem, server-cert.pem, server-key.pem (as nbdkit and qemu)' })
     .option('tls-psk', { type: 'string', describe: 'pre-shared keys file, USERNAME:HEXKEY lines (psktool format)' })
     .option('tls-verify-peer', { type: 'boolean', default: false, describe: 'require a client certificate signed by ca-cert.pem' })
+    .option('payload-budget', { type: 'string', describe: `request payload bytes held at once over all connections; more wait (default ${DEFAULT_LIMITS.payloadBudget >> 20}M)` })
+    .option('max-connections', { type: 'number', describe: `connections open at once; more are refused (default ${DEFAULT_LIMITS.maxConnections})` })
+    .option('request-timeout', { type: 'number', describe: `seconds a client may take to send a request it began; then it is dropped (default ${DEFAULT_LIMITS.requestTimeoutMs / 1000}, 0: none)` })
     .option('force', { type: 'boolean', default: false, describe: 'assemble even with stale members or dirty and degraded (as mdadm --force)' })
     .conflicts('socket', 'listen') as unknown as Argv<ServeArgs>,
   handler: async (args) => {
+    serverLimits(args); // bad limits are refused before anything is opened
     if (args.file) return serveFile({ ...args, file: args.file });
     if (args.name) return serveArray(args.name, args);
     throw new NbdraidError('EINVAL', 'serve', 'name what to serve: an array NAME or --file PATH');

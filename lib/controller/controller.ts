@@ -8,7 +8,7 @@ import { openMember } from '../raid/members.js';
 import { openVolume } from '../raid/open.js';
 import { parseUuid } from '../raid/superblock.js';
 import type { RaidVolume } from '../raid/volume.js';
-import { type ListenAddress, NbdServer } from '../transport/server.js';
+import { type ListenAddress, NbdServer, type NbdServerOptions } from '../transport/server.js';
 import { ArraySync } from './array-sync.js';
 import { registerCompletions } from './completions.js';
 import { LeaseGate } from './lease-gate.js';
@@ -27,6 +27,8 @@ export interface ControllerOptions {
   /** Assemble even with stale members or a dirty degraded array (as mdadm --force). */
   force?: boolean;
   log?: (line: string) => void;
+  /** The NBD server's limits (payload budget, connections, timeouts). */
+  serverLimits?: Omit<NbdServerOptions, 'exports' | 'log'>;
 }
 
 /** How often the initiator duties are looked at besides registry changes (ms). */
@@ -132,7 +134,7 @@ export class Controller {
         onRequest: () => late.ctl?.throttle.noteForeground(),
         afterFetch: (a, b) => late.ctl?.afterFetch(a, b),
       });
-      const server = new NbdServer({ exports: [{ name, device: volume }], log });
+      const server = new NbdServer({ ...opts.serverLimits, exports: [{ name, device: volume }], log });
       const ctl = new Controller(coord, volume, server, cache, coord.leaseStore(name), writer, opts, log);
       late.ctl = ctl;
       await ctl.sync.sync();

@@ -38,7 +38,14 @@ export type ServerFrame =
 
 type Pending =
   | { kind: 'option'; option: number; length: number; drop: boolean; left: number }
-  | { kind: 'request'; req: NbdRequest; length: number; drop: boolean; left: number };
+  | { kind: 'request'; req: NbdRequest; length: number; drop: boolean; left: number; admitted?: boolean };
+
+/**
+ * Asked before a kept request payload gets its buffer: true to go on, false to wait (next() then
+ * returns null with `waiting` set, and asks again on the next call). `whole`: the payload has
+ * already arrived with its header.
+ */
+export type AdmitPayload = (length: number, whole: boolean) => boolean;
 
 /** A kept body that did not arrive whole: its own buffer, filled from the queue or the socket. */
 interface Body { buf: Buffer; filled: number }
@@ -50,7 +57,24 @@ export class ServerFrameReader {
   private pending: Pending | null = null;
   private body: Body | null = null;
 
-  constructor(private limits: ServerReaderLimits) {}
+  constructor(private limits: ServerReaderLimits, private readonly admit: AdmitPayload = () => true) {}
+
+  /** A request header has arrived whose payload waits for admission. */
+  get waiting(): boolean {
+    const p = this.pending;
+    return p?.kind === 'request' && !p.drop && !p.admitted;
+  }
+
+  /** Bytes of an admitted payload not yet returned in a frame (its owner releases them on close). */
+  get admittedPending(): number {
+    const p = this.pending;
+    return p?.kind === 'request' && p.admitted ? p.length : 0;
+  }
+
+  /** A frame has begun arriving and is not complete. */
+  get partial(): boolean {
+    return this.q.length > 0 || this.pending !== null;
+  }
 
   push(chunk: Buffer): void {
     this.q.push(chunk);
@@ -128,6 +152,10 @@ export class ServerFrameReader {
    */
   private finishPending(p: Pending): ServerFrame | null {
     let body: Buffer | null = null;
+    if (p.kind === 'request' && !p.drop && !p.admitted) {
+      if (!this.admit(p.length, this.q.length >= p.length)) return null;
+      p.admitted = true;
+    }
     if (p.drop) {
       p.left -= this.q.skip(p.left);
       if (p.left > 0) return null;

@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { NbdraidError } from '../errors.js';
 import { type ExportSpec, ExportRegistry } from './exports.js';
+import { PayloadBudget } from './payload-budget.js';
 import { type ServerStats, Session, type SessionHost, type SessionLimits } from './session.js';
 import type { ServerTls } from './tls.js';
 
@@ -33,17 +34,28 @@ export interface NbdServerOptions {
   shutdownGraceMs?: number;
   /** STARTTLS credentials and policy (loadServerTls); TLS is off without them. */
   tls?: ServerTls | null;
+  /** Request payload bytes held at once over all connections (default 256 MiB); beyond, payloads wait. */
+  payloadBudget?: number;
+  /** Connections open at once (default 256); one more is refused and closed. */
+  maxConnections?: number;
+  /** A request begun and not received whole within this drops its connection (default 60 s; 0: never). */
+  requestTimeoutMs?: number;
   /** Connection-level events (protocol errors); never called per request. */
   log?: (message: string) => void;
 }
+
+/** Defaults of the server-wide limits (docs/operations.md). */
+export const DEFAULT_LIMITS = { payloadBudget: 256 << 20, maxConnections: 256, requestTimeoutMs: 60_000 };
 
 export type ListenAddress = { host?: string; port: number } | { path: string };
 
 export class NbdServer implements SessionHost {
   readonly exports = new ExportRegistry();
   readonly limits: SessionLimits;
+  readonly budget: PayloadBudget;
+  readonly maxConnections: number;
   readonly stats: ServerStats = {
-    connections: 0, requests: 0, protocolErrors: 0, peakInflightRequests: 0, peakInflightBytes: 0, peakBufferedBytes: 0, peakUnsentBytes: 0, directReadBytes: 0,
+    connections: 0, refusedConnections: 0, requests: 0, protocolErrors: 0, peakInflightRequests: 0, peakInflightBytes: 0, peakBufferedBytes: 0, peakUnsentBytes: 0, directReadBytes: 0,
   };
   shuttingDown = false;
   readonly tls: ServerTls | null;
@@ -62,9 +74,12 @@ export class NbdServer implements SessionHost {
       maxOptions: opts.maxOptions ?? 256,
       maxInflightRequests: opts.maxInflightRequests ?? 64,
       maxInflightBytes: opts.maxInflightBytes ?? 64 << 20,
+      requestTimeoutMs: opts.requestTimeoutMs ?? DEFAULT_LIMITS.requestTimeoutMs,
       reader: { maxOptionData: opts.maxOptionData ?? 64 << 10, maxPayload: 32 << 20, maxDiscard },
     };
     this.tls = opts.tls ?? null;
+    this.budget = new PayloadBudget(opts.payloadBudget ?? DEFAULT_LIMITS.payloadBudget);
+    this.maxConnections = opts.maxConnections ?? DEFAULT_LIMITS.maxConnections;
     this.shutdownGraceMs = opts.shutdownGraceMs ?? 2000;
     this.logFn = opts.log ?? (() => {});
     for (const spec of opts.exports ?? []) this.addExport(spec);
@@ -102,6 +117,12 @@ export class NbdServer implements SessionHost {
   /** Serves an already-connected socket (any duplex net.Socket). */
   accept(socket: net.Socket): void {
     if (this.shuttingDown) {
+      socket.destroy();
+      return;
+    }
+    if (this.sessions.size >= this.maxConnections) {
+      this.stats.refusedConnections++;
+      this.log(`nbd connection from ${socket.remoteAddress ?? 'unix socket'} refused: ${this.sessions.size} connections open, the most allowed (--max-connections)`);
       socket.destroy();
       return;
     }

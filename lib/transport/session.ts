@@ -15,8 +15,10 @@ import { CMD_DISC, CMD_READ } from './constants.js';
 import { toNbdErrno } from './errno.js';
 import type { ExportRegistry } from './exports.js';
 import { HandshakeState, type OptionOutcome, SERVER_HANDSHAKE_FLAGS, acceptClientFlags, handleOption } from './handshake.js';
+import type { PayloadBudget } from './payload-budget.js';
 import { ReplyWriter } from './reply.js';
 import { type ServerTls, upgradeServerSocket } from './tls.js';
+import { RequestGuard } from './request-guard.js';
 import { type TransmissionContext, dispatchRequest, validateRequest } from './transmission.js';
 import { transmissionFlags } from './exports.js';
 
@@ -25,12 +27,16 @@ export interface SessionLimits {
   maxOptions: number;
   maxInflightRequests: number;
   maxInflightBytes: number;
+  /** A request begun and not received whole within this is dropped with its connection (0: never). */
+  requestTimeoutMs: number;
   reader: ServerReaderLimits;
 }
 
 /** Counters the server keeps across connections (tests read them to check the bounds). */
 export interface ServerStats {
   connections: number;
+  /** Connections closed at once because maxConnections were open. */
+  refusedConnections: number;
   requests: number;
   protocolErrors: number;
   peakInflightRequests: number;
@@ -49,6 +55,8 @@ export interface SessionHost {
   readonly stats: ServerStats;
   /** STARTTLS credentials and policy; null when TLS is off. */
   readonly tls: ServerTls | null;
+  /** Server-wide bound on payload bytes held (payload-budget.ts). */
+  readonly budget: PayloadBudget;
   log(message: string): void;
   sessionClosed(session: Session): void;
 }
@@ -78,13 +86,18 @@ export class Session {
   private readonly scratch = Buffer.allocUnsafe(SCRATCH_SIZE);
   /** Kept: a socket closed under TLS no longer knows its peer. */
   private readonly peer: string;
+  private readonly guard: RequestGuard;
 
   /**
    * A socket that has not started reading (the server accepts with pauseOnConnect) is read
    * straight into WRITE payloads (direct-read.ts); any other is read through 'data' events.
    */
   constructor(private readonly host: SessionHost, accepted: net.Socket) {
-    this.reader = new ServerFrameReader(host.limits.reader);
+    this.guard = new RequestGuard(host.budget, host.limits.requestTimeoutMs, {
+      wake: () => this.pump(),
+      timedOut: (ms) => this.destroy(`request not received within ${ms} ms`),
+    });
+    this.reader = new ServerFrameReader(host.limits.reader, (n, whole) => this.guard.admit(n, whole));
     const direct = directReadSocket(accepted, {
       target: () => this.reader.directTarget() ?? this.scratch,
       filled: (n, into) => this.onRead(n, into),
@@ -175,13 +188,14 @@ export class Session {
       while (this.phase !== 'closing') {
         if (this.phase === 'transmission' && this.overBound()) return this.setPaused(true);
         const frame = this.reader.next();
-        if (!frame) return this.setPaused(false);
+        if (!frame) return this.setPaused(this.reader.waiting); // a payload waiting for the budget
         this.onFrame(frame);
       }
     } catch (err) {
       this.destroy((err as Error).message);
     } finally {
       this.pumping = false;
+      this.guard.watch(this.phase === 'transmission' && !this.paused && this.reader.partial && !this.reader.waiting, this.host.stats.requests);
     }
   }
 
@@ -232,14 +246,19 @@ export class Session {
   private onRequest(req: NbdRequest, payload: Buffer | null, payloadDropped: boolean): void {
     const ctx = this.ctx as TransmissionContext;
     this.host.stats.requests++;
+    if (payload) this.guard.taken(payload);
     if (req.type === CMD_DISC) {
+      if (payload) this.guard.release(payload);
       // No reply: stop reading, let what is in flight finish, then close.
       this.phase = 'closing';
       this.endIfIdle();
       return;
     }
     const rejection = validateRequest(ctx, req, payloadDropped);
-    if (rejection) return (this.replies as ReplyWriter).error(req, rejection.errno, rejection.message);
+    if (rejection) {
+      if (payload) this.guard.release(payload);
+      return (this.replies as ReplyWriter).error(req, rejection.errno, rejection.message);
+    }
     void this.serve(ctx, req, payload);
   }
 
@@ -258,6 +277,7 @@ export class Session {
     } catch (err) {
       replies.error(req, toNbdErrno(err), (err as Error)?.message ?? String(err));
     } finally {
+      if (payload) this.guard.release(payload);
       this.inflight--;
       this.inflightBytes -= cost;
       this.afterRequest();
@@ -310,6 +330,7 @@ export class Session {
     this.closed = true;
     this.phase = 'closing';
     if (this.timer) clearTimeout(this.timer);
+    this.guard.close(this.reader.admittedPending);
     this.host.sessionClosed(this);
   }
 }
