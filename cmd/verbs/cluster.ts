@@ -4,11 +4,12 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import type { Argv, CommandModule } from 'yargs';
 import { NbdraidError } from '../../lib/errors.js';
 import type { StateArgs } from './array-common.js';
-import { DEFAULT_LISTEN, parseListen } from './serve.js';
+import { DEFAULT_LISTEN, type LimitArgs, limitFlags, parseListen, serverLimits, withLimitOptions } from './serve.js';
 
-interface Args extends StateArgs { name: string; controllers: number; listen?: string; socket?: string; force: boolean }
+interface Args extends StateArgs, LimitArgs { name: string; controllers: number; listen?: string; socket?: string; force: boolean }
 
-function controllerArgs(args: Args, i: number): string[] {
+/** The arguments of controller process i: its own address, the shared flags. */
+export function controllerArgs(args: Args, i: number): string[] {
   const out = ['--state', args.state, 'serve', args.name];
   if (args.socket) out.push('--socket', `${args.socket}.${i}`);
   else {
@@ -16,6 +17,7 @@ function controllerArgs(args: Args, i: number): string[] {
     out.push('--listen', `${host.includes(':') ? `[${host}]` : host}:${port + i}`);
   }
   if (args.force) out.push('--force');
+  out.push(...limitFlags(args));
   return out;
 }
 
@@ -23,6 +25,7 @@ async function cluster(args: Args): Promise<void> {
   if (!Number.isInteger(args.controllers) || args.controllers < 1 || args.controllers > 64) {
     throw new NbdraidError('EINVAL', 'cluster --controllers', `must be a whole number 1..64, got ${args.controllers}`);
   }
+  serverLimits(args); // bad limits are refused here, not by every controller
   const children: ChildProcess[] = [];
   let stopping = false;
   const exited = Array.from({ length: args.controllers }, (_, i) => new Promise<number>((resolve) => {
@@ -50,7 +53,7 @@ async function cluster(args: Args): Promise<void> {
 export const clusterCommand: CommandModule<StateArgs, Args> = {
   command: 'cluster <name>',
   describe: 'run several controller processes over one array; each serves NBD and shares the background work',
-  builder: (y: Argv<StateArgs>) => y
+  builder: (y: Argv<StateArgs>) => withLimitOptions(y)
     .positional('name', { type: 'string', demandOption: true, describe: 'array name' })
     .option('controllers', { type: 'number', default: 3, describe: 'how many controller processes' })
     .option('listen', { type: 'string', describe: `HOST:PORT of controller 0; controller i uses PORT+i (default ${DEFAULT_LISTEN})` })

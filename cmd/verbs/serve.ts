@@ -29,8 +29,27 @@ interface ServeArgs {
   'request-timeout'?: number;
 }
 
+export type LimitArgs = Pick<ServeArgs, 'payload-budget' | 'max-connections' | 'request-timeout'>;
+
+/** The flags of the server-wide limits (docs/operations.md), for serve and cluster. */
+export function withLimitOptions<T>(y: Argv<T>): Argv<T & LimitArgs> {
+  return y
+    .option('payload-budget', { type: 'string', describe: `request payload bytes held at once over all connections; more wait (default ${DEFAULT_LIMITS.payloadBudget >> 20}M)` })
+    .option('max-connections', { type: 'number', describe: `connections open at once; more are refused (default ${DEFAULT_LIMITS.maxConnections})` })
+    .option('request-timeout', { type: 'number', describe: `seconds a client may take to send a request it began; then it is dropped (default ${DEFAULT_LIMITS.requestTimeoutMs / 1000}, 0: none)` });
+}
+
+/** The limit flags given, as arguments for a `serve` child process. */
+export function limitFlags(args: LimitArgs): string[] {
+  const out: string[] = [];
+  for (const k of ['payload-budget', 'max-connections', 'request-timeout'] as const) {
+    if (args[k] !== undefined) out.push(`--${k}`, String(args[k]));
+  }
+  return out;
+}
+
 /** The server-wide limits from the flags (docs/operations.md); unset ones keep the defaults. */
-export function serverLimits(args: Pick<ServeArgs, 'payload-budget' | 'max-connections' | 'request-timeout'>): Omit<NbdServerOptions, 'exports' | 'log'> {
+export function serverLimits(args: LimitArgs): Omit<NbdServerOptions, 'exports' | 'log'> {
   const limits: Omit<NbdServerOptions, 'exports' | 'log'> = {};
   if (args['payload-budget'] !== undefined) limits.payloadBudget = parseSize(args['payload-budget'], '--payload-budget');
   const conns = args['max-connections'];
@@ -152,7 +171,7 @@ async function serveFile(args: ServeArgs & { file: string }): Promise<void> {
 export const serveCommand: CommandModule<object, ServeArgs> = {
   command: 'serve [name]',
   describe: 'serve an array (NAME) or a file or block device (--file) over NBD until interrupted',
-  builder: (y: Argv) => y
+  builder: (y: Argv) => withLimitOptions(y)
     .positional('name', { type: 'string', describe: 'array to serve (export NAME)' })
     .option('file', { type: 'string', describe: 'file or block device to serve' })
     .option('export', { type: 'string', describe: 'export name (default: the file name)' })
@@ -164,9 +183,6 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     .option('tls-certificates', { type: 'string', describe: 'directory with ca-cert.pem, server-cert.pem, server-key.pem (as nbdkit and qemu)' })
     .option('tls-psk', { type: 'string', describe: 'pre-shared keys file, USERNAME:HEXKEY lines (psktool format)' })
     .option('tls-verify-peer', { type: 'boolean', default: false, describe: 'require a client certificate signed by ca-cert.pem' })
-    .option('payload-budget', { type: 'string', describe: `request payload bytes held at once over all connections; more wait (default ${DEFAULT_LIMITS.payloadBudget >> 20}M)` })
-    .option('max-connections', { type: 'number', describe: `connections open at once; more are refused (default ${DEFAULT_LIMITS.maxConnections})` })
-    .option('request-timeout', { type: 'number', describe: `seconds a client may take to send a request it began; then it is dropped (default ${DEFAULT_LIMITS.requestTimeoutMs / 1000}, 0: none)` })
     .option('force', { type: 'boolean', default: false, describe: 'assemble even with stale members or dirty and degraded (as mdadm --force)' })
     .conflicts('socket', 'listen') as unknown as Argv<ServeArgs>,
   handler: async (args) => {

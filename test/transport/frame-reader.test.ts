@@ -103,6 +103,39 @@ t.test('server reader: bad magic and undiscardable bodies throw EPROTO', async (
   t.throws(() => r3.next(), { code: 'EPROTO' }, 'extended magic before extended headers were negotiated');
 });
 
+t.test('server reader: a kept payload waits for admission, nothing else does', async (t) => {
+  const asked: [number, boolean][] = [];
+  let allow = false;
+  const r = new ServerFrameReader(limits, (n, whole) => { asked.push([n, whole]); return allow; });
+  r.push(encodeClientFlags(1));
+  r.next();
+  r.startTransmission(false, 1024);
+  const write = encodeRequest({ flags: 0, type: 1, cookie: 1n, offset: 0, length: 100 }, false);
+  r.push(Buffer.concat([write, pattern(40, 1)]));
+  t.equal(r.next(), null, 'held');
+  t.ok(r.waiting, 'waiting for admission');
+  t.equal(r.admittedPending, 0);
+  t.same(asked, [[100, false]], 'asked with the payload not yet whole');
+  allow = true;
+  t.equal(r.next(), null, 'admitted, the rest of the payload still to come');
+  t.notOk(r.waiting);
+  t.equal(r.admittedPending, 100, 'an admitted payload not yet returned');
+  t.ok(r.partial);
+  r.push(pattern(60, 2));
+  const f = r.next();
+  t.match(f, { kind: 'request', payloadDropped: false });
+  t.same((f as { payload: Buffer }).payload, Buffer.concat([pattern(40, 1), pattern(60, 2)]));
+  t.notOk(r.partial, 'nothing begun');
+  r.push(Buffer.concat([encodeRequest({ flags: 0, type: 0, cookie: 2n, offset: 0, length: 512 }, false), write, pattern(100, 3)]));
+  t.match(r.next(), { kind: 'request', payload: null }, 'a READ is never asked about');
+  t.match(r.next(), { kind: 'request', payload: pattern(100, 3) });
+  t.same(asked.slice(2), [[100, true]], 'a payload that came whole with its header says so');
+  const big = encodeRequest({ flags: 0, type: 1, cookie: 3n, offset: 0, length: 2000 }, false);
+  r.push(Buffer.concat([big, Buffer.alloc(2000)]));
+  t.match(r.next(), { kind: 'request', payloadDropped: true }, 'a dropped payload is skipped without asking');
+  t.equal(asked.length, 3);
+});
+
 // What a server sends: greeting, option replies, then (after GO) simple, structured and extended replies.
 const readCookie = 5n;
 const serverStream = Buffer.concat([
