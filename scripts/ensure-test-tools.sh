@@ -6,7 +6,7 @@ declare -A need=(
   [nbdinfo]=libnbd-bin [nbdcopy]=libnbd-bin [nbdsh]=libnbd-bin [nbdfuse]=libnbd-bin
   [qemu-img]=qemu-utils [qemu-io]=qemu-utils [fio]=fio [nbdkit]=nbdkit
   [fusermount3]=fuse3 [mdadm]=mdadm [mkfs.ext4]=e2fsprogs [losetup]=mount
-  [qemu-system-x86_64]=qemu-system-x86 [nbd-client]=nbd-client [socat]=socat [busybox]=busybox-static
+  [qemu-system-x86_64]=qemu-system-x86 [nbd-client]=nbd-client [socat]=socat [busybox]=busybox-static [openssl]=openssl
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -155,6 +155,7 @@ async function serveArray(name: string, args: ServeArgs & { force?: boolean }): 
   if (args.tls !== 'off') {
     throw new NbdraidError('ENOTSUP', `serve ${name} --tls`, 'TLS is offered by serve --file so far; an array controller serves plain NBD (put it behind a TLS proxy, or on a unix socket)');
   }
+  serverTls(args); // credentials without --tls are refused here too
   const listen: ListenAddress = args.socket ? { path: args.socket } : parseListen(args.listen ?? DEFAULT_LISTEN);
   const ctl = await Controller.start({ stateDir: args.state, arrayName: name, listen, force: args.force, serverLimits: serverLimits(args) });
   process.stderr.write(`nbdraid: controller ${ctl.id} serving array '${name}' (${ctl.volume.size} bytes) on ${exportUri(listen, name)}\n`);

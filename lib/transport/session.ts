@@ -118,13 +118,8 @@ export class Session {
   private readonly onSocketDrain = (): void => this.pump();
   private readonly onSocketError = (): void => this.destroy();
 
-  /**
-   * After the STARTTLS ACK: the plain socket stops reading (the client sends its TLS hello only
-   * once it has the ACK, so bytes already here are a protocol error, and would otherwise be read as
-   * if they had come over TLS), the ACK is flushed, and the session goes on over TLS.
-   */
+  /** After the STARTTLS ACK: the plain socket stops reading, the ACK is flushed, the session goes on over TLS. */
   private startTls(): void {
-    if (this.reader.buffered > 0) return this.destroy('client sent data after STARTTLS before its reply');
     const raw = this.socket;
     raw.pause();
     raw.removeListener('data', this.onSocketData);
@@ -220,6 +215,10 @@ export class Session {
     if (++this.options > this.host.limits.maxOptions) return this.destroy('too many options');
     const env = { exports: this.host.exports, shuttingDown: this.host.shuttingDown, tls: this.host.tls?.mode ?? 'off' as const };
     const outcome = handleOption(this.hs, env, frame.option, frame.data);
+    if (outcome.next === 'starttls' && this.reader.buffered > 0) {
+      // The client's TLS hello comes only after our ACK: these bytes would be read as sent over TLS.
+      return this.destroy('client sent data after STARTTLS before its reply');
+    }
     for (const r of outcome.replies) this.send(r);
     if (outcome.next === 'close') this.end();
     else if (outcome.next === 'starttls') this.startTls();
