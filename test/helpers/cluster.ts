@@ -66,12 +66,16 @@ export interface ControllerProcess {
 
 const START_TIMEOUT_MS = 20_000;
 
-/** Starts `nbdraid serve NAME` on a free loopback port; resolves once it says it is serving. */
-export async function startController(t: TestHooks, arr: TestArray, extra: string[] = []): Promise<ControllerProcess> {
+/**
+ * Starts `nbdraid serve NAME` on a free loopback port; resolves once it says it is serving.
+ * `prefix` runs it under another command (e.g. strace killing it at a chosen system call).
+ */
+export async function startController(t: TestHooks, arr: TestArray, extra: string[] = [], prefix: string[] = []): Promise<ControllerProcess> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     const args = [nbdraidCli, '--state', arr.state, 'serve', arr.name, '--listen', `127.0.0.1:${port}`, ...extra];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, PATH: toolPath() } });
+    const [cmd, ...pre] = [...prefix, process.execPath];
+    const child = spawn(cmd, [...pre, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, PATH: toolPath() } });
     trackGroup(child);
     const c = wrapController(child, port, arr.name);
     const id = await c.started;
