@@ -1,4 +1,4 @@
-// The kill matrix: a controller SIGKILLed in the middle of a resync, of a repair and of a lease
+// The kill matrix: a controller SIGKILLed in the middle of a resync, a check, a repair and a lease
 // hand-over, and SIGSTOPped past its heartbeat while it holds a partition and a lease. After each
 // the array assembles from what is left, finishes or redoes what it must, `check` reports 0
 // mismatches and every write acknowledged before the kill verifies. Background work is made slow
@@ -97,6 +97,31 @@ t.test('SIGKILL in the middle of a repair: a survivor finishes it, the torn pari
   await repair;
   const fixed = (done.task.result as { list: { stripe: number }[] }).list.map((m) => m.stripe);
   t.same(fixed.filter((s) => stripes.includes(s)).sort((x, y) => x - y), stripes, `stripes ${stripes.join(', ')} repaired`);
+  await healthy(t, arr, written, victim === a ? b : a);
+});
+
+t.test('SIGKILL in the middle of a check: a survivor finishes it, each mismatch counted once', async (t) => {
+  const { arr, written } = await writtenArray(t, false);
+  const geo = await memberLayout(arr, arr.members[0]);
+  const stripes = [3, 20]; // one in each region
+  for (const s of stripes) flipBytes(arr.members[leftSymmetric.parityDisk(s, MEMBERS)], geo.dataOffset, geo.chunk, [s]);
+  const [a, b] = [await startController(t, arr), await startController(t, arr)];
+  await arr.cli(['throttle', arr.name, '--min', '1', '--max', '1']);
+  const check = arr.cli(['check', arr.name, '--json'], { allowFailure: true, timeoutMs: 120_000 });
+  const held = await partitionHeld(arr, 'check');
+  const victim = [a, b].find((c) => c.id === held.owner);
+  t.ok(victim, `a check partition is held by controller ${held.owner}`);
+  if (!victim) return;
+  await victim.kill();
+  t.not((await taskOf(arr, 'check'))?.task.state, 'DONE', 'killed before the check finished');
+  await arr.cli(['throttle', arr.name, '--min', '1000', '--max', '0']);
+  const done = await waitTaskEnd(arr, 'check', 60_000);
+  t.equal(done.task.state, 'DONE', `the check completes (${done.task.reason ?? 'no reason'})`);
+  await check;
+  const found = done.task.result as { mismatches: number; list: { stripe: number }[] };
+  t.same([found.mismatches, found.list.map((m) => m.stripe)], [stripes.length, stripes], 'exactly the torn stripes, each once');
+  const repaired = await scrub(arr, 'repair');
+  t.equal(repaired.result?.mismatches, stripes.length, 'repair rewrites them');
   await healthy(t, arr, written, victim === a ? b : a);
 });
 
