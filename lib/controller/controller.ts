@@ -143,7 +143,7 @@ export class Controller {
       void ctl.duties();
       return ctl;
     } catch (err) {
-      coord.close();
+      await coord.close();
       throw err;
     }
   }
@@ -168,14 +168,14 @@ export class Controller {
         const token = this.cache.flushToken();
         await this.volume.flush();
         this.cache.flushed(token);
-        this.cache.cleanFlushed();
+        await this.cache.cleanFlushed();
         await this.writer.sync();
       } catch (err) {
         this.log(`${this.opts.arrayName}: could not mark the array clean on stop: ${(err as Error).message}`);
       }
     }
     await this.volume.close();
-    this.coord.close(); // gives the leases back; bits still set stay for the next holder or a resync
+    await this.coord.close(); // gives the leases back; bits still set stay for the next holder or a resync
   }
 
   /** Brings the superblocks up to the record (cheap when nothing changed); errors are logged. */

@@ -59,7 +59,7 @@ export class Worker {
     while (!this.stopping) {
       let claimed: Claimed | undefined;
       try {
-        claimed = this.ctx.volume.offline ? undefined : this.ctx.coord.claim({ arrayName: this.ctx.arrayName });
+        claimed = this.ctx.volume.offline ? undefined : await this.ctx.coord.async.claim({ arrayName: this.ctx.arrayName });
       } catch (err) {
         this.ctx.log(`claim failed: ${(err as Error).message}`);
       }
@@ -90,13 +90,13 @@ export class Worker {
     try {
       await this.ctx.beforeRun?.(claimed);
       while (cp.next < partition.stripeEnd) {
-        if (this.stopping) return this.ctx.coord.release(ref);
+        if (this.stopping) return await this.ctx.coord.async.release(ref);
         const state = await this.runRegion(ref, task.kind, task.dataset, cp, partition.stripeEnd);
-        if (state === 'PAUSED') return this.ctx.coord.release(ref);
+        if (state === 'PAUSED') return await this.ctx.coord.async.release(ref);
       }
-      this.ctx.coord.complete(ref);
+      await this.ctx.coord.async.complete(ref);
     } catch (err) {
-      this.failed(ref, err as Error);
+      await this.failed(ref, err as Error);
     }
   }
 
@@ -118,35 +118,35 @@ export class Worker {
       }
       await settleAll(jobs);
       if (kind === 'resync') {
-        this.ctx.leaseStore.clearResync([region]);
+        await this.ctx.coord.async.clearResync(this.ctx.arrayName, [region]);
         this.ctx.afterResync?.();
       }
       cp.mismatches.sort((a, b) => a - b);
       const bytes = (stop - cp.next) * volume.g.chunk;
       cp.next = stop;
       // Checkpoint while still holding the lease: whoever takes the region next sees it done.
-      return this.ctx.coord.checkpoint(ref, cp, bytes);
+      return await this.ctx.coord.async.checkpoint(ref, cp, bytes);
     } finally {
       cache.release(region, { write });
     }
   }
 
-  private failed(ref: PartitionRef, err: Error): void {
+  private async failed(ref: PartitionRef, err: Error): Promise<void> {
     if (err instanceof NbdraidError && err.code === 'ECANCELED') {
-      this.tryRelease(ref);
+      await this.tryRelease(ref);
       return;
     }
     this.ctx.log(`task ${ref.taskId} partition ${ref.idx} failed: ${err.message}`);
     try {
-      this.ctx.coord.fail(ref, err.message);
+      await this.ctx.coord.async.fail(ref, err.message);
     } catch (e) {
       this.ctx.log(`could not record the failure: ${(e as Error).message}`);
     }
   }
 
-  private tryRelease(ref: PartitionRef): void {
+  private async tryRelease(ref: PartitionRef): Promise<void> {
     try {
-      this.ctx.coord.release(ref);
+      await this.ctx.coord.async.release(ref);
     } catch {
       // already given back or the task ended: nothing to do
     }

@@ -8,6 +8,7 @@ import type { ClaimPolicy } from './claim-policy.js';
 import { CompletionRunner, type CompletionAction } from './completion.js';
 import { ControllerRegistry, type ControllerRecord } from './controllers.js';
 import { openDatabase } from './db.js';
+import { DbThread } from './db-thread.js';
 import { EventLog } from './events.js';
 import { LeaseCache, type LeaseCacheOptions } from './lease-cache.js';
 import { LeaseStore } from './leases.js';
@@ -27,6 +28,20 @@ export interface CoordinatorOptions {
   onError?: (err: Error) => void;
 }
 
+/**
+ * Partition work through the coordination thread: every call that writes (and may wait for the
+ * database's write lock) returns a promise. Claims there use the default policy (lowest READY
+ * index); a kind with a policy of its own set by setPolicy() is claimed with the synchronous call.
+ */
+export interface AsyncWork {
+  claim(filter?: ClaimFilter): Promise<Claimed | undefined>;
+  checkpoint(ref: PartitionRef, checkpoint: unknown, bytesDelta?: number): Promise<TaskState>;
+  complete(ref: PartitionRef, bytesDelta?: number): Promise<boolean>;
+  fail(ref: PartitionRef, reason: string): Promise<PartitionState>;
+  release(ref: PartitionRef): Promise<void>;
+  clearResync(arrayName: string, regions: number[]): Promise<void>;
+}
+
 export class Coordinator {
   readonly controllers: ControllerRegistry;
   readonly arrays: ArrayRegistry;
@@ -40,13 +55,19 @@ export class Coordinator {
   private readonly timer: NodeJS.Timeout;
   private readonly stopWatching: () => void;
   private readonly onError: (err: Error) => void;
+  /** Writes that may wait for the database (heartbeat, reaping, lease changes) run here. */
+  readonly thread: DbThread;
+  readonly async: AsyncWork;
   private beats = 0;
+  private housekeepingBusy = false;
   private closed = false;
 
   private constructor(readonly db: Database, readonly stateDir: string, private readonly opts: CoordinatorOptions) {
     this.onError = opts.onError ?? ((err) => process.stderr.write(`nbdraid coordination: ${err.message}\n`));
     this.controllers = new ControllerRegistry(db, stateDir);
     this.self = this.controllers.register({ address: opts.address });
+    this.thread = new DbThread(stateDir, this.self.id);
+    this.async = this.asyncWork();
     const who = { controller: this.self.id };
     this.arrays = new ArrayRegistry(db, who);
     this.tasks = new TaskStore(db, who);
@@ -55,7 +76,7 @@ export class Coordinator {
     this.events = new EventLog(db);
     this.watcher = new ChangeWatcher(db, opts.tickMs ?? 10);
     this.stopWatching = this.watcher.subscribe(() => this.checkCompletions());
-    this.timer = setInterval(() => this.housekeeping(), opts.reapMs ?? 250);
+    this.timer = setInterval(() => void this.housekeeping(), opts.reapMs ?? 250);
   }
 
   /** Opens the state directory's database and registers this process as a live controller. */
@@ -108,7 +129,9 @@ export class Coordinator {
   leases(arrayName: string, opts?: LeaseCacheOptions): LeaseCache {
     let cache = this.caches.get(arrayName);
     if (!cache) {
-      cache = new LeaseCache(new LeaseStore(this.db, this.id, arrayName), this.controllers, this.id, this.watcher, opts);
+      const ops = this.thread.ops;
+      const writeIntent = { markDirty: (r: number[]) => ops.markDirty(arrayName, r), markClean: (r: number[]) => ops.markClean(arrayName, r) };
+      cache = new LeaseCache(new LeaseStore(this.db, this.id, arrayName), this.controllers, this.id, this.watcher, { writeIntent, ...opts });
       this.caches.set(arrayName, cache);
     }
     return cache;
@@ -142,15 +165,33 @@ export class Coordinator {
   }
 
   /** Ends this controller cleanly: leases given back, partitions returned READY, lock dropped. */
-  close(): void {
-    if (this.closed) return;
+  close(): Promise<void> {
+    if (this.closed) return this.thread.close();
     this.closed = true;
     clearInterval(this.timer);
     this.stopWatching();
     for (const cache of this.caches.values()) cache.close();
     this.watcher.close();
+    const threadClosed = this.thread.close();
     this.controllers.stop(this.id);
     this.db.close();
+    return threadClosed;
+  }
+
+  private asyncWork(): AsyncWork {
+    const ops = this.thread.ops;
+    return {
+      claim: (filter = {}) => (this.work.hasPolicies() ? Promise.resolve(this.work.claim(filter)) : ops.claim(filter)),
+      checkpoint: (ref, cp, bytes = 0) => ops.checkpoint(ref, cp, bytes),
+      complete: async (ref, bytes = 0) => {
+        const last = await ops.complete(ref, bytes);
+        if (last) this.checkCompletions();
+        return last;
+      },
+      fail: (ref, reason) => ops.fail(ref, reason),
+      release: (ref) => ops.release(ref),
+      clearResync: (arrayName, regions) => ops.clearResync(arrayName, regions),
+    };
   }
 
   private checkCompletions(): void {
@@ -158,13 +199,22 @@ export class Coordinator {
     this.completions.check().catch((err: unknown) => this.onError(err as Error));
   }
 
-  private housekeeping(): void {
+  /**
+   * Heartbeat, reaping of dead peers and journal pruning, on the coordination thread: a busy
+   * database delays them (a late heartbeat is not death), never the I/O this thread serves.
+   */
+  private async housekeeping(): Promise<void> {
+    if (this.housekeepingBusy || this.closed) return;
+    this.housekeepingBusy = true;
     try {
-      this.controllers.heartbeat(this.id);
-      if (this.controllers.reapDead(this.id).length > 0) this.checkCompletions();
-      if (++this.beats % 200 === 0) this.events.prune(this.opts.eventsKeep ?? 100_000);
+      const ops = this.thread.ops;
+      await ops.heartbeat(this.id);
+      if ((await ops.reapDead(this.id)).length > 0) this.checkCompletions();
+      if (++this.beats % 200 === 0) await ops.pruneEvents(this.opts.eventsKeep ?? 100_000);
     } catch (err) {
-      this.onError(err as Error);
+      if (!this.closed) this.onError(err as Error);
+    } finally {
+      this.housekeepingBusy = false;
     }
   }
 }

@@ -29,6 +29,18 @@ export interface LeaseCacheOptions {
   afterDirty?: () => Promise<void>;
   /** After write-intent bits were cleared (the array may now be clean). */
   afterClean?: () => void;
+  /**
+   * Where write-intent commits run when not on this thread (the coordination thread): the
+   * synced commit of markDirty then never blocks the I/O thread. Without it, the store's own
+   * synchronous calls are used.
+   */
+  writeIntent?: WriteIntentStore;
+}
+
+/** The two write-intent commits, asynchronous; markDirty resolves once the bits are durable. */
+export interface WriteIntentStore {
+  markDirty(regions: number[]): Promise<void>;
+  markClean(regions: number[]): Promise<void>;
 }
 
 interface Waiter { write: boolean; resolve: () => void; reject: (e: Error) => void }
@@ -175,7 +187,12 @@ export class LeaseCache {
     this.unsubscribe();
     clearInterval(this.probeTimer);
     clearTimeout(this.cleanTimer);
-    this.cleanFlushed();
+    const due = this.flushedIdle();
+    if (due.length > 0) {
+      this.store.markClean(due); // here, before the leases go back below
+      this.forgetDirty(due);
+      this.opts.afterClean?.();
+    }
     for (const r of this.regions.values()) {
       for (const w of r.queue) w.reject(this.closedError());
       r.queue = [];
@@ -192,22 +209,40 @@ export class LeaseCache {
    * Clears now, whatever their idle time, the bits of regions that a flush covered and that saw no
    * write since (a controller stopping cleanly: its members are flushed). Returns the regions.
    */
-  cleanFlushed(): number[] {
-    const due = [...this.regions].filter(([, r]) => r.held && r.dirty && r.clean?.seq === r.lastWriteSeq && r.writes === 0).map(([n]) => n);
-    this.clearBits(due);
+  async cleanFlushed(): Promise<number[]> {
+    const due = this.flushedIdle();
+    await this.clearBits(due);
     return due;
   }
 
-  /** Clears the write-intent bits of `due` in the database and here, then tells afterClean. */
-  private clearBits(due: number[]): void {
+  private flushedIdle(): number[] {
+    return [...this.regions].filter(([, r]) => r.held && r.dirty && r.clean?.seq === r.lastWriteSeq && r.writes === 0).map(([n]) => n);
+  }
+
+  /**
+   * Clears the write-intent bits of `due` here, then in the database, then tells afterClean. A
+   * write arriving meanwhile asks for its bit again, and that commit lands after this one. A
+   * clear that fails leaves the bits set in the database: more to resync, nothing lost.
+   */
+  private async clearBits(due: number[]): Promise<void> {
     if (due.length === 0) return;
-    this.store.markClean(due);
-    for (const n of due) {
+    this.forgetDirty(due);
+    try {
+      if (this.opts.writeIntent) await this.opts.writeIntent.markClean(due);
+      else this.store.markClean(due);
+    } catch (err) {
+      if (!this.closed) throw err;
+      return;
+    }
+    this.opts.afterClean?.();
+  }
+
+  private forgetDirty(regions: number[]): void {
+    for (const n of regions) {
       const r = this.region(n);
       r.dirty = false;
       r.clean = undefined;
     }
-    this.opts.afterClean?.();
   }
 
   /** Re-reads what others did: wanted leases of ours, grants to us, dead holders, due cleaning. */
@@ -308,12 +343,7 @@ export class LeaseCache {
     const regions = [...this.toDirty].filter((n) => this.regions.get(n)?.held);
     this.toDirty.clear();
     if (this.closed || regions.length === 0) return;
-    try {
-      this.store.markDirty(regions);
-    } catch (err) {
-      for (const n of regions) this.failWriters(n, err as Error);
-      return;
-    }
+    for (const n of regions) this.dirtying.add(n);
     const proceed = () => {
       for (const n of regions) {
         this.dirtying.delete(n);
@@ -322,18 +352,22 @@ export class LeaseCache {
         this.pump(n);
       }
     };
-    const after = this.opts.afterDirty;
-    if (!after) return proceed();
-    for (const n of regions) this.dirtying.add(n);
-    after().then(proceed, (err: Error) => {
+    this.markDirtyDurably(regions).then(proceed, (err: Error) => {
       for (const n of regions) {
-        // The bit is set, but the array's state may not show it: fail these writers; the next
-        // writer asks again.
+        // The bit may be set, but the array's state may not show it: fail these writers; the
+        // next writer asks again.
         this.dirtying.delete(n);
         this.failWriters(n, err);
         this.pump(n);
       }
     });
+  }
+
+  /** The bits durable in the database, then the array's state following them (afterDirty). */
+  private async markDirtyDurably(regions: number[]): Promise<void> {
+    if (this.opts.writeIntent) await this.opts.writeIntent.markDirty(regions);
+    else this.store.markDirty(regions);
+    await this.opts.afterDirty?.();
   }
 
   private failWriters(n: number, err: Error): void {
@@ -373,7 +407,7 @@ export class LeaseCache {
       else if (r.clean.at <= now) due.push(n);
       else later = true;
     }
-    this.clearBits(due);
+    this.clearBits(due).catch(() => undefined); // the bits stay set: resynced later, nothing lost
     if (later) this.scheduleClean();
   }
 

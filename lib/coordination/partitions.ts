@@ -54,6 +54,11 @@ export class PartitionWork {
     this.policies.set(kind, policy);
   }
 
+  /** Whether any kind has a policy of its own (policies are code: they exist only where set). */
+  hasPolicies(): boolean {
+    return this.policies.size > 0;
+  }
+
   /** Claims one READY partition of a RUNNING task (oldest task first), or undefined when none is free. */
   claim(filter: ClaimFilter = {}): Claimed | undefined {
     return this.db.transaction(() => {

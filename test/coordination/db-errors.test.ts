@@ -26,13 +26,13 @@ async function cli(state: string, ...args: string[]): Promise<Run> {
 }
 
 /** A state directory whose database holds a few pages of real records. */
-function populated(t: Test): string {
+async function populated(t: Test): Promise<string> {
   const dir = tempStateDir(t);
   const c = Coordinator.open(dir, { address: '127.0.0.1:10809' });
   for (let i = 0; i < 20; i++) {
     c.createTask({ kind: 'check', arrayName: `md${i}`, partitions: Array.from({ length: 20 }, (_, k) => ({ stripeStart: k * 8, stripeEnd: k * 8 + 8 })) });
   }
-  c.close();
+  await c.close(); // every connection closed: the WAL is checkpointed into the file
   t.ok(statSync(databasePath(dir)).size > 8 * 4096, 'the database spans many pages');
   return dir;
 }
@@ -54,7 +54,7 @@ async function expectOneLine(t: Test, dir: string, what: RegExp): Promise<void> 
 }
 
 t.test('a truncated database', async (t) => {
-  const dir = populated(t);
+  const dir = await populated(t);
   truncateSync(databasePath(dir), Math.floor(statSync(databasePath(dir)).size / 2));
   await expectOneLine(t, dir, /damaged|truncated/);
 });
@@ -66,7 +66,7 @@ t.test('a file of garbage', async (t) => {
 });
 
 t.test('damaged pages behind an intact header', async (t) => {
-  const dir = populated(t);
+  const dir = await populated(t);
   const size = statSync(databasePath(dir)).size;
   const fd = openSync(databasePath(dir), 'r+');
   for (let off = 2 * 4096; off < size - 4096; off += 3 * 4096) writeSync(fd, Buffer.alloc(4096, 0xa5), 0, 4096, off);

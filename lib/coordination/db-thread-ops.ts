@@ -1,0 +1,55 @@
+// The statements a controller runs off its I/O thread, by name: the worker thread (db-thread.ts)
+// opens its own connection to the state directory's database and answers these. Every argument
+// and result is plain data, so another backend can stand behind the same names.
+import type { Database } from 'better-sqlite3';
+import { ControllerRegistry, type ReapResult } from './controllers.js';
+import { EventLog } from './events.js';
+import { LeaseStore, type AcquireOutcome } from './leases.js';
+import { PartitionWork, type ClaimFilter, type Claimed, type PartitionRef } from './partitions.js';
+import type { PartitionState, TaskState } from './records.js';
+
+export interface DbOps {
+  heartbeat(id: number): void;
+  reapDead(reaper: number): ReapResult[];
+  pruneEvents(keep: number): void;
+  tryAcquire(array: string, region: number): AcquireOutcome;
+  yieldLease(array: string, region: number): void;
+  markDirty(array: string, regions: number[]): void;
+  markClean(array: string, regions: number[]): void;
+  clearResync(array: string, regions: number[]): void;
+  claim(filter: ClaimFilter): Claimed | undefined;
+  checkpoint(ref: PartitionRef, checkpoint: unknown, bytesDelta: number): TaskState;
+  complete(ref: PartitionRef, bytesDelta: number): boolean;
+  fail(ref: PartitionRef, reason: string): PartitionState;
+  release(ref: PartitionRef): void;
+}
+
+export type DbOpName = keyof DbOps;
+
+/** The operations of controller `controller` over connection `db`. */
+export function dbOps(db: Database, stateDir: string, controller: number): DbOps {
+  const controllers = new ControllerRegistry(db, stateDir);
+  const events = new EventLog(db);
+  const work = new PartitionWork(db, controller);
+  const stores = new Map<string, LeaseStore>();
+  const leases = (array: string): LeaseStore => {
+    let s = stores.get(array);
+    if (!s) stores.set(array, (s = new LeaseStore(db, controller, array)));
+    return s;
+  };
+  return {
+    heartbeat: (id) => controllers.heartbeat(id),
+    reapDead: (reaper) => controllers.reapDead(reaper),
+    pruneEvents: (keep) => { events.prune(keep); },
+    tryAcquire: (array, region) => leases(array).tryAcquire(region),
+    yieldLease: (array, region) => leases(array).yield(region),
+    markDirty: (array, regions) => leases(array).markDirty(regions),
+    markClean: (array, regions) => leases(array).markClean(regions),
+    clearResync: (array, regions) => leases(array).clearResync(regions),
+    claim: (filter) => work.claim(filter),
+    checkpoint: (ref, checkpoint, bytesDelta) => work.checkpoint(ref, checkpoint, bytesDelta),
+    complete: (ref, bytesDelta) => work.complete(ref, bytesDelta),
+    fail: (ref, reason) => work.fail(ref, reason),
+    release: (ref) => work.release(ref),
+  };
+}

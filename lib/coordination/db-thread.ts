@@ -1,0 +1,101 @@
+// Coordination statements that write, wait for the write lock or fsync run on a worker thread
+// with its own connection; the caller gets a promise. The thread serving NBD thus never sleeps
+// in busy_timeout behind another process's transaction, nor in a synced commit.
+import { Worker } from 'node:worker_threads';
+import { type ErrorCode, NbdraidError } from '../errors.js';
+import type { DbOpName, DbOps } from './db-thread-ops.js';
+
+type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
+type Reply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: { name: string; message: string; code?: string } };
+
+const CODES: ErrorCode[] = ['EIO', 'EINVAL', 'ENOSPC', 'EPERM', 'ENOTSUP', 'EOVERFLOW', 'ESHUTDOWN', 'ENOMEM', 'ENOENT', 'EEXIST', 'EBUSY', 'ESTALE', 'EPROTO', 'ECANCELED', 'ETIMEDOUT'];
+
+/** The thread's error as the caller's: same message, same code (an SQLite code becomes EIO). */
+function rebuilt(e: { name: string; message: string; code?: string }): NbdraidError {
+  const code = CODES.includes(e.code as ErrorCode) ? (e.code as ErrorCode) : 'EIO';
+  const err = new NbdraidError(code, 'coordination', e.message);
+  err.message = e.message;
+  return err;
+}
+
+export type AsyncDbOps = { [K in DbOpName]: (...args: Parameters<DbOps[K]>) => Promise<ReturnType<DbOps[K]>> };
+
+/**
+ * One coordination thread per process, shared by its coordinators (each with its own connection
+ * there); it does not keep the process alive when idle. Threads loading the SQLite addon are
+ * started once, not per coordinator.
+ */
+class SharedThread {
+  private worker: Worker | undefined;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private users = 0;
+
+  send(msg: Record<string, unknown>): Promise<unknown> {
+    const w = this.start();
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.users++;
+      w.ref();
+      w.postMessage({ ...msg, id });
+    });
+  }
+
+  private start(): Worker {
+    if (this.worker) return this.worker;
+    const w = new Worker(new URL('./db-thread-main.js', import.meta.url));
+    w.on('message', (r: Reply) => this.settle(r));
+    w.on('error', (err) => this.die(err));
+    w.on('exit', (code) => this.die(new Error(`the coordination thread exited (code ${code})`)));
+    this.worker = w;
+    return w;
+  }
+
+  private settle(r: Reply): void {
+    const p = this.pending.get(r.id);
+    if (!p) return;
+    this.pending.delete(r.id);
+    if (--this.users === 0) this.worker?.unref();
+    if (r.ok) p.resolve(r.value);
+    else p.reject(rebuilt(r.error));
+  }
+
+  private die(err: Error): void {
+    this.worker = undefined;
+    this.users = 0;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+}
+
+const shared = new SharedThread();
+let nextConn = 1;
+
+/** A coordinator's connection on the coordination thread, and its operations as promises. */
+export class DbThread {
+  readonly ops: AsyncDbOps;
+  private readonly conn = nextConn++;
+  private readonly opened: Promise<unknown>;
+  private closed: Promise<void> | undefined;
+
+  constructor(stateDir: string, controller: number) {
+    this.opened = shared.send({ kind: 'open', conn: this.conn, stateDir, controller });
+    this.opened.catch(() => undefined); // reported by the first call
+    this.ops = new Proxy({} as AsyncDbOps, {
+      get: (_, op: string) => (...args: unknown[]) => this.call(op as DbOpName, args),
+    });
+  }
+
+  /** Answers every call already made, then closes this connection. */
+  close(): Promise<void> {
+    this.closed ??= this.opened.then(() => shared.send({ kind: 'close', conn: this.conn })).then(() => undefined, () => undefined);
+    return this.closed;
+  }
+
+  private async call(op: DbOpName, args: unknown[]): Promise<never> {
+    if (this.closed) throw new NbdraidError('ESHUTDOWN', 'coordination', `'${op}' after the coordination connection was closed`);
+    await this.opened;
+    return (await shared.send({ kind: 'op', conn: this.conn, op, args })) as never;
+  }
+}
