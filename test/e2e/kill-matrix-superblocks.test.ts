@@ -1,0 +1,105 @@
+// Kill matrix, superblock points: a controller SIGKILLed inside a membership update (superblocks
+// written on some members, not all) and inside the completion action of a rebuild. After each
+// the array must assemble (the record is the truth: superblocks are brought up to it), finish
+// what it must, `check` 0 mismatches, every acknowledged write intact.
+// Exact points come from strace: `-P MEMBER -e inject=pwrite64:signal=SIGKILL:when=N` kills at
+// the Nth pwrite64 to that member *per thread*; m3 gets only superblock writes, all of them on
+// the main thread. Members are committed in slot order: dying at m3 leaves m0 and m2 updated.
+import fs from 'node:fs';
+import t, { type Test } from 'tap';
+import {
+  MiB, createArray, fioVerify, scrub, startController, taskEvents, taskOf,
+  waitFor, waitTaskEnd, type ControllerProcess, type FioRange, type TestArray,
+} from '../helpers/cluster.js';
+import { withDeadline } from '../helpers/deadline.js';
+import { tempDir } from '../helpers/temp-dir.js';
+
+const MEMBER = 16 * MiB;
+const MEMBERS = 4;
+const FAILED = 1;
+
+interface Status { state: string; slots: string }
+interface Examined { events: number; arrayState: string; recoveryOffset: number | null }
+
+const examine = async (arr: TestArray, member: string): Promise<Examined> => (await arr.json<Examined[]>(['examine', member]))[0];
+
+/** Controller under strace, SIGKILLed at its `when`-th call of `syscall` on `member` (counted per thread). */
+function killedAt(t: Test, arr: TestArray, member: string, syscall: string, when: number): Promise<ControllerProcess> {
+  return startController(t, arr, [], ['strace', '-f', '-qq', '-y', '-o', `${arr.dir}/strace.log`, '-P', member, '-e', `trace=${syscall}`,
+    '-e', `inject=${syscall}:signal=SIGKILL:when=${when}`]);
+}
+
+/** An array with data written, FLUSHed and verified through a controller that then stopped cleanly. */
+async function writtenArray(t: Test, spare = true): Promise<{ arr: TestArray; written: FioRange }> {
+  const arr = await createArray(tempDir(t), { memberSize: MEMBER, members: MEMBERS, spare });
+  const c = await startController(t, arr);
+  const written = { uri: c.uri, offset: 0, size: 12 * MiB };
+  const r = await fioVerify([written], { runtime: 60 });
+  t.equal(r.failed, false, 'data written and verified before the kill');
+  await c.stop();
+  return { arr, written };
+}
+
+/** After a kill: the array is whole again, parity right everywhere, the acknowledged data intact. */
+async function healthy(t: Test, arr: TestArray, written: FioRange, via: ControllerProcess): Promise<void> {
+  const status = await waitFor('the array to be optimal', async () => {
+    const s = await arr.json<Status>(['status', arr.name]);
+    return s.slots === 'U'.repeat(MEMBERS) ? s : undefined;
+  }, 60_000);
+  t.equal(status.slots, 'U'.repeat(MEMBERS), `optimal (${status.state})`);
+  await arr.cli(['throttle', arr.name, '--min', '1000', '--max', '0']);
+  const check = await scrub(arr, 'check');
+  t.same([check.state, check.result?.mismatches], ['DONE', 0], 'check reports 0 mismatches');
+  const again = await fioVerify([{ ...written, uri: via.uri }], { verifyOnly: true, runtime: 60 });
+  t.equal(again.failed, false, 'every write acknowledged before the kill verifies');
+}
+
+t.test('SIGKILL inside a membership update: superblocks torn across members; the array assembles and rebuilds', async (t) => {
+  const { arr, written } = await writtenArray(t);
+  const before = await examine(arr, arr.members[3]);
+  const victim = await killedAt(t, arr, arr.members[3], 'pwrite64', 1);
+  const fail = arr.cli(['fail', arr.name, '--member', String(FAILED)], { allowFailure: true, timeoutMs: 30_000 });
+  await withDeadline(victim.exited, 30_000, 'the controller to die at its first superblock write to m3');
+  await fail;
+  const [m0, m3] = [await examine(arr, arr.members[0]), await examine(arr, arr.members[3])];
+  t.ok(m0.events > before.events, `m0's superblock has the change (events ${before.events} -> ${m0.events})`);
+  t.equal(m3.events, before.events, 'm3 died unwritten: the update is torn across members');
+
+  const next = await startController(t, arr);
+  const rebuild = await waitTaskEnd(arr, 'rebuild', 60_000);
+  t.equal(rebuild.task.state, 'DONE', `the failed member is replaced by the spare (${rebuild.task.reason ?? 'no reason'})`);
+  await healthy(t, arr, written, next);
+  const after = await Promise.all(arr.members.filter((_, i) => i !== FAILED).map((m) => examine(arr, m)));
+  t.equal(new Set(after.map((e) => e.events)).size, 1, 'the survivors agree on events again');
+});
+
+t.test('SIGKILL inside the completion action of a rebuild: the successor completes it once', async (t) => {
+  const { arr, written } = await writtenArray(t);
+  // Failed while nothing serves: the victim's own superblock writes to m3 are then exactly two,
+  // taking the spare and the completion (m3 gets no data; its superblock writes are all on the
+  // main thread, where strace counts them).
+  await arr.cli(['fail', arr.name, '--member', String(FAILED)]);
+  const victim = await killedAt(t, arr, arr.members[3], 'pwrite64', 2);
+  await withDeadline(victim.exited, 30_000, 'the controller to die in the rebuild completion').catch((err: Error) => {
+    throw new Error(`${err.message}; strace: ${fs.readFileSync(`${arr.dir}/strace.log`, 'utf8').replace(/"[^"]*"\.\.\./g, '')}; controller log:\n${victim.stderr()}\ntasks: ${JSON.stringify(taskOf(arr, 'rebuild'))}`);
+  });
+  const task = await taskOf(arr, 'rebuild');
+  t.ok(task, 'a rebuild task exists');
+  if (!task) return;
+  const events = await taskEvents(arr, task.task.id);
+  t.equal(task.counts.COMPLETE, task.task.partitionsTotal, 'every partition was complete at the kill');
+  t.ok(events.some((e) => e.kind === 'task.completing' && e.controller === victim.id), 'the victim had begun the completion action');
+  t.notOk(events.some((e) => e.kind === 'task.done'), 'and had not finished it');
+  const m0 = await examine(arr, arr.members[0]);
+  const m3 = await examine(arr, arr.members[3]);
+  t.not(m0.events, m3.events, `the completion's superblock update is torn (m0 ${m0.events}, m3 ${m3.events})`);
+
+  const next = await startController(t, arr);
+  const done = await waitTaskEnd(arr, 'rebuild', 60_000);
+  t.equal(done.task.state, 'DONE', `the rebuild completes after all (${done.task.reason ?? 'no reason'})`);
+  const after = await taskEvents(arr, done.task.id);
+  t.equal(after.filter((e) => e.kind === 'task.done').length, 1, 'it is done once');
+  t.ok(after.some((e) => e.kind === 'task.completing' && e.controller === next.id), 'by the successor');
+  await healthy(t, arr, written, next);
+});
+
