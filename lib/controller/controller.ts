@@ -97,6 +97,9 @@ export class Controller {
       refuseDirtyDegraded(coord, name, !!opts.force);
       const paths = rec.members.filter((m) => m.slot !== null && (m.state === 'active' || m.state === 'rebuilding')).map((m) => m.path);
       const writer = new SuperblockWriter(coord.arrays, opts.stateDir, name);
+      // The record is the truth: a change it holds that a killed writer left half written
+      // reaches every member before they are assembled (else assembly sees them torn).
+      if (writer.behind()) await writer.sync().catch((err: Error) => log(`${name}: superblocks not brought up to the record before assembly: ${err.message}`));
       const cache = coord.leases(name, {
         idleCleanMs: IDLE_CLEAN_MS,
         afterDirty: () => writer.sync(),

@@ -29,6 +29,16 @@ export class SuperblockWriter {
     return p;
   }
 
+  /**
+   * Whether the record holds a change the superblocks were not all seen to get (a writer died
+   * between its first member write and recording what it wrote): the members may then be torn,
+   * some updated and some not, and only a sync from the record makes them agree again.
+   */
+  behind(): boolean {
+    const { rec, written, unsynced } = this.arrays.superblockSnapshot(this.arrayName);
+    return !written || !sameMdState(written.state as MdState, metadataOf(rec, unsynced === 0).mdState());
+  }
+
   private async locked(): Promise<void> {
     const unlock = await lockFile(path.join(this.stateDir, `superblocks-${encodeURIComponent(this.arrayName)}.lock`));
     try {
