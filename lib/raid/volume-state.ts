@@ -150,8 +150,25 @@ export class VolumeState {
     const s = this.rebuilding(slot);
     const disk = this.vol.meta.diskInSlot(slot);
     const sectors = s.recovered.prefix() * (this.vol.g.chunk / 512);
+    await this.syncRebuilt(slot);
     if (disk) disk.recoveryOffset = sectors;
     await this.commit({ kind: 'recovered', slot, path: disk?.path, sectors });
+  }
+
+  /**
+   * The rebuilt data durable on the member before any superblock claims it (a recovery offset,
+   * or in sync): else a power loss could keep the claim and lose the data under it. One
+   * fdatasync covers the file whichever process wrote it. A member that fails it is failed.
+   */
+  private async syncRebuilt(slot: number): Promise<void> {
+    const dev = this.vol.slots[slot]?.device;
+    if (!dev) return;
+    try {
+      await dev.flush();
+    } catch (err) {
+      await this.memberFailed(slot, `flush of rebuilt data failed: ${(err as Error).message}`);
+      throw err;
+    }
   }
 
   /** The rebuilt member joins the array as in sync: every stripe must be recovered. */
@@ -161,6 +178,7 @@ export class VolumeState {
     if (left > 0) throw new NbdraidError('EBUSY', `array ${this.vol.name}`, `slot ${slot} still has ${left} stripes to rebuild`);
     // Recorded first: a store may refuse it (the member was failed meanwhile). Until the slot is
     // marked active, every stripe of it is recovered, so it serves exactly as an active one.
+    await this.syncRebuilt(slot);
     const disk = this.vol.meta.diskInSlot(slot);
     const offset = disk?.recoveryOffset;
     if (disk) disk.recoveryOffset = undefined;
