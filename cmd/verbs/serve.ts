@@ -152,13 +152,11 @@ function serverTls(args: ServeArgs): ReturnType<typeof loadServerTls> {
 
 /** Runs this process as a controller of array `name` until SIGINT/SIGTERM. */
 async function serveArray(name: string, args: ServeArgs & { force?: boolean }): Promise<void> {
-  if (args.tls !== 'off') {
-    throw new NbdraidError('ENOTSUP', `serve ${name} --tls`, 'TLS is offered by serve --file so far; an array controller serves plain NBD (put it behind a TLS proxy, or on a unix socket)');
-  }
-  serverTls(args); // credentials without --tls are refused here too
+  const tls = serverTls(args); // checked before anything is opened
   const listen: ListenAddress = args.socket ? { path: args.socket } : parseListen(args.listen ?? DEFAULT_LISTEN);
-  const ctl = await Controller.start({ stateDir: args.state, arrayName: name, listen, force: args.force, serverLimits: serverLimits(args) });
-  process.stderr.write(`nbdraid: controller ${ctl.id} serving array '${name}' (${ctl.volume.size} bytes) on ${exportUri(listen, name)}\n`);
+  const ctl = await Controller.start({ stateDir: args.state, arrayName: name, listen, force: args.force, serverLimits: { ...serverLimits(args), tls } });
+  const tlsNote = tls ? `, TLS ${tls.mode} with ${tls.kind === 'psk' ? 'PSK' : 'X.509 certificates'}` : '';
+  process.stderr.write(`nbdraid: controller ${ctl.id} serving array '${name}' (${ctl.volume.size} bytes${tlsNote}) on ${exportUri(listen, name, tls?.mode === 'require')}\n`);
   const signal = await untilSignal();
   process.stderr.write(`nbdraid: ${signal}: finishing in-flight requests, handing back partitions and leases\n`);
   await ctl.stop();
