@@ -1,12 +1,13 @@
 // `nbdraid cluster NAME --controllers N`: starts N controller processes over one array and one
-// state directory; controller i listens on PORT+i (or SOCKET.i). Ctrl-C stops them all cleanly.
+// state directory; controller i listens on PORT+i (or SOCKET.i), and serves its metrics on
+// METRICS_PORT+i when --metrics is given. Ctrl-C stops them all cleanly.
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Argv, CommandModule } from 'yargs';
 import { NbdraidError } from '../../lib/errors.js';
 import type { StateArgs } from './array-common.js';
-import { DEFAULT_LISTEN, type LimitArgs, limitFlags, parseListen, serverLimits, withLimitOptions } from './serve.js';
+import { DEFAULT_LISTEN, type LimitArgs, hostPort, limitFlags, parseAddress, parseListen, serverLimits, withLimitOptions } from './serve.js';
 
-interface Args extends StateArgs, LimitArgs { name: string; controllers: number; listen?: string; socket?: string; force: boolean }
+interface Args extends StateArgs, LimitArgs { name: string; controllers: number; listen?: string; socket?: string; force: boolean; metrics?: string }
 
 /** The arguments of controller process i: its own address, the shared flags. */
 export function controllerArgs(args: Args, i: number): string[] {
@@ -14,7 +15,11 @@ export function controllerArgs(args: Args, i: number): string[] {
   if (args.socket) out.push('--socket', `${args.socket}.${i}`);
   else {
     const { host, port } = parseListen(args.listen ?? DEFAULT_LISTEN);
-    out.push('--listen', `${host.includes(':') ? `[${host}]` : host}:${port + i}`);
+    out.push('--listen', hostPort(host, port + i));
+  }
+  if (args.metrics !== undefined) {
+    const { host, port } = parseAddress(args.metrics, '--metrics');
+    out.push('--metrics', hostPort(host, port + i));
   }
   if (args.force) out.push('--force');
   out.push(...limitFlags(args));
@@ -26,6 +31,9 @@ async function cluster(args: Args): Promise<void> {
     throw new NbdraidError('EINVAL', 'cluster --controllers', `must be a whole number 1..64, got ${args.controllers}`);
   }
   serverLimits(args); // bad limits are refused here, not by every controller
+  if (args.metrics !== undefined && parseAddress(args.metrics, '--metrics').port + args.controllers - 1 > 65535) {
+    throw new NbdraidError('EINVAL', `cluster --metrics ${args.metrics}`, `controller ${args.controllers - 1} would need port PORT+${args.controllers - 1}, beyond 65535; choose a lower port`);
+  }
   const children: ChildProcess[] = [];
   let stopping = false;
   const exited = Array.from({ length: args.controllers }, (_, i) => new Promise<number>((resolve) => {
@@ -59,6 +67,7 @@ export const clusterCommand: CommandModule<StateArgs, Args> = {
     .option('listen', { type: 'string', describe: `HOST:PORT of controller 0; controller i uses PORT+i (default ${DEFAULT_LISTEN})` })
     .option('socket', { type: 'string', describe: 'unix socket path prefix; controller i listens on PATH.i' })
     .option('force', { type: 'boolean', default: false, describe: 'assemble even with stale members (as mdadm --force)' })
+    .option('metrics', { type: 'string', describe: 'HOST:PORT of controller 0\'s Prometheus metrics; controller i uses PORT+i' })
     .conflicts('socket', 'listen') as unknown as Argv<Args>,
   handler: cluster,
 };

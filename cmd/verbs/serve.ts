@@ -27,6 +27,7 @@ interface ServeArgs {
   'payload-budget'?: string;
   'max-connections'?: number;
   'request-timeout'?: number;
+  metrics?: string;
 }
 
 export type LimitArgs = Pick<ServeArgs, 'payload-budget' | 'max-connections' | 'request-timeout'>;
@@ -69,12 +70,22 @@ export const DEFAULT_LISTEN = '127.0.0.1:10809';
 
 /** Parses HOST:PORT, [V6HOST]:PORT or a bare PORT (loopback). */
 export function parseListen(spec: string): { host: string; port: number } {
+  return parseAddress(spec, '--listen');
+}
+
+/** HOST:PORT, [V6HOST]:PORT or a bare PORT (loopback) for the flag `flag`. */
+export function parseAddress(spec: string, flag: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d+)$/.exec(spec) ?? /^()()(\d+)$/.exec(spec);
   const port = m ? Number(m[3]) : NaN;
   if (!m || !Number.isInteger(port) || port > 65535) {
-    throw new NbdraidError('EINVAL', `--listen ${spec}`, 'expected HOST:PORT, [IPV6]:PORT or PORT, e.g. 127.0.0.1:10809');
+    throw new NbdraidError('EINVAL', `${flag} ${spec}`, 'expected HOST:PORT, [IPV6]:PORT or PORT, e.g. 127.0.0.1:10809');
   }
   return { host: m[1] || m[2] || '127.0.0.1', port };
+}
+
+/** HOST:PORT with an IPv6 host in brackets. */
+export function hostPort(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 /** The URI a client uses to reach `exportName` at a bound address. */
@@ -154,9 +165,13 @@ function serverTls(args: ServeArgs): ReturnType<typeof loadServerTls> {
 async function serveArray(name: string, args: ServeArgs & { force?: boolean }): Promise<void> {
   const tls = serverTls(args); // checked before anything is opened
   const listen: ListenAddress = args.socket ? { path: args.socket } : parseListen(args.listen ?? DEFAULT_LISTEN);
-  const ctl = await Controller.start({ stateDir: args.state, arrayName: name, listen, force: args.force, serverLimits: { ...serverLimits(args), tls } });
+  const metrics = args.metrics === undefined ? undefined : parseAddress(args.metrics, '--metrics');
+  const ctl = await Controller.start({ stateDir: args.state, arrayName: name, listen, force: args.force, serverLimits: { ...serverLimits(args), tls }, metrics });
   const tlsNote = tls ? `, TLS ${tls.mode} with ${tls.kind === 'psk' ? 'PSK' : 'X.509 certificates'}` : '';
-  process.stderr.write(`nbdraid: controller ${ctl.id} serving array '${name}' (${ctl.volume.size} bytes${tlsNote}) on ${exportUri(listen, name, tls?.mode === 'require')}\n`);
+  process.stderr.write(`nbdraid: controller ${ctl.id} serving array '${name}' (${ctl.volume.size} bytes${tlsNote}) on ${exportUri(listen, name, tls?.mode === 'require')}
+`);
+  if (ctl.metrics) process.stderr.write(`nbdraid: controller ${ctl.id} metrics on http://${hostPort(ctl.metrics.address.address, ctl.metrics.address.port)}/metrics
+`);
   const signal = await untilSignal();
   process.stderr.write(`nbdraid: ${signal}: finishing in-flight requests, handing back partitions and leases\n`);
   await ctl.stop();
@@ -183,9 +198,12 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     .option('tls-psk', { type: 'string', describe: 'pre-shared keys file, USERNAME:HEXKEY lines (psktool format)' })
     .option('tls-verify-peer', { type: 'boolean', default: false, describe: 'require a client certificate signed by ca-cert.pem' })
     .option('force', { type: 'boolean', default: false, describe: 'assemble even with stale members or dirty and degraded (as mdadm --force)' })
+    .option('metrics', { type: 'string', describe: 'serve Prometheus metrics at http://HOST:PORT/metrics (array controllers only)' })
     .conflicts('socket', 'listen') as unknown as Argv<ServeArgs>,
   handler: async (args) => {
     serverLimits(args); // bad limits are refused before anything is opened
+    if (args.metrics !== undefined) parseAddress(args.metrics, '--metrics');
+    if (args.file && args.metrics !== undefined) throw new NbdraidError('ENOTSUP', 'serve --file --metrics', 'metrics are served by array controllers (serve NAME); a plain file server has none');
     if (args.file) return serveFile({ ...args, file: args.file });
     if (args.name) return serveArray(args.name, args);
     throw new NbdraidError('EINVAL', 'serve', 'name what to serve: an array NAME or --file PATH');

@@ -12,6 +12,7 @@ import { type ListenAddress, NbdServer, type NbdServerOptions } from '../transpo
 import { ArraySync } from './array-sync.js';
 import { registerCompletions } from './completions.js';
 import { LeaseGate } from './lease-gate.js';
+import { ControllerMetrics, type MetricsAddress } from './metrics.js';
 import { planRange, planRegions, regionStripes } from './plans.js';
 import { type RebuildDataset, runStep } from './steps.js';
 import { NbdraidError } from '../errors.js';
@@ -29,6 +30,8 @@ export interface ControllerOptions {
   log?: (line: string) => void;
   /** The NBD server's limits (payload budget, connections, timeouts). */
   serverLimits?: Omit<NbdServerOptions, 'exports' | 'log'>;
+  /** Serve Prometheus metrics at http://HOST:PORT/metrics (metrics.ts); none without. */
+  metrics?: MetricsAddress;
 }
 
 /** How often the initiator duties are looked at besides registry changes (ms). */
@@ -56,6 +59,8 @@ export class Controller {
   private readonly stopWatching: () => void;
   private stopped = false;
   private lastRebuildRestart = 0;
+  /** The --metrics endpoint, when asked for. */
+  metrics: ControllerMetrics | null = null;
 
   private constructor(
     readonly coord: Coordinator,
@@ -91,8 +96,11 @@ export class Controller {
     const log = opts.log ?? ((line: string) => process.stderr.write(`nbdraid: ${line}\n`));
     const address = 'path' in opts.listen ? `unix:${opts.listen.path}` : `${opts.listen.host ?? '127.0.0.1'}:${opts.listen.port}`;
     const coord = CoordinatorClass.open(opts.stateDir, { address, onError: (e) => log(`coordination: ${e.message}`) });
+    let metrics: ControllerMetrics | null = null;
     try {
       const name = opts.arrayName;
+      // Bound first: a busy metrics address fails the start before the members are opened.
+      if (opts.metrics) metrics = await ControllerMetrics.listen(name, opts.metrics);
       const rec = coord.arrays.require(name);
       refuseDirtyDegraded(coord, name, !!opts.force);
       const paths = rec.members.filter((m) => m.slot !== null && (m.state === 'active' || m.state === 'rebuilding')).map((m) => m.path);
@@ -137,15 +145,18 @@ export class Controller {
         onRequest: () => late.ctl?.throttle.noteForeground(),
         afterFetch: (a, b) => late.ctl?.afterFetch(a, b),
       });
-      const server = new NbdServer({ ...opts.serverLimits, exports: [{ name, device: volume }], log });
+      const server = new NbdServer({ ...opts.serverLimits, exports: [{ name, device: volume }], observer: metrics?.requests, log });
       const ctl = new Controller(coord, volume, server, cache, coord.leaseStore(name), writer, opts, log);
       late.ctl = ctl;
+      ctl.metrics = metrics;
+      metrics?.attach({ coord, volume, server, throttle: ctl.throttle });
       await ctl.sync.sync();
       await server.listen(opts.listen);
       ctl.worker.start();
       void ctl.duties();
       return ctl;
     } catch (err) {
+      await metrics?.close();
       await coord.close();
       throw err;
     }
@@ -162,6 +173,7 @@ export class Controller {
     clearInterval(this.timer);
     clearInterval(this.cleaner);
     this.stopWatching();
+    await this.metrics?.close();
     await this.server.close();
     await this.worker.stop();
     if (!this.volume.offline) {

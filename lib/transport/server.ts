@@ -14,6 +14,7 @@ import { NbdraidError } from '../errors.js';
 import { type ExportSpec, ExportRegistry } from './exports.js';
 import { PayloadBudget } from './payload-budget.js';
 import { type ServerStats, Session, type SessionHost, type SessionLimits } from './session.js';
+import type { RequestObserver } from './stats.js';
 import type { ServerTls } from './tls.js';
 
 export interface NbdServerOptions {
@@ -40,6 +41,8 @@ export interface NbdServerOptions {
   maxConnections?: number;
   /** A request begun and not received whole within this drops its connection (default 60 s; 0: never). */
   requestTimeoutMs?: number;
+  /** Told of every request answered, with its command, bytes, latency and outcome (metrics). */
+  observer?: RequestObserver | null;
   /** Connection-level events (protocol errors); never called per request. */
   log?: (message: string) => void;
 }
@@ -59,6 +62,7 @@ export class NbdServer implements SessionHost {
   };
   shuttingDown = false;
   readonly tls: ServerTls | null;
+  readonly observer: RequestObserver | null;
   private readonly sessions = new Set<Session>();
   private readonly listeners: net.Server[] = [];
   private readonly socketPaths: string[] = [];
@@ -78,6 +82,7 @@ export class NbdServer implements SessionHost {
       reader: { maxOptionData: opts.maxOptionData ?? 64 << 10, maxPayload: 32 << 20, maxDiscard },
     };
     this.tls = opts.tls ?? null;
+    this.observer = opts.observer ?? null;
     this.budget = new PayloadBudget(opts.payloadBudget ?? DEFAULT_LIMITS.payloadBudget);
     this.maxConnections = opts.maxConnections ?? DEFAULT_LIMITS.maxConnections;
     this.shutdownGraceMs = opts.shutdownGraceMs ?? 2000;

@@ -19,6 +19,7 @@ import type { PayloadBudget } from './payload-budget.js';
 import { ReplyWriter } from './reply.js';
 import { type ServerTls, upgradeServerSocket } from './tls.js';
 import { RequestGuard } from './request-guard.js';
+import { type RequestObserver, commandName, requestBytes } from './stats.js';
 import { type TransmissionContext, dispatchRequest, validateRequest } from './transmission.js';
 import { transmissionFlags } from './exports.js';
 
@@ -57,6 +58,8 @@ export interface SessionHost {
   readonly tls: ServerTls | null;
   /** Server-wide bound on payload bytes held (payload-budget.ts). */
   readonly budget: PayloadBudget;
+  /** Told of every request answered (metrics); null when nobody listens. */
+  readonly observer: RequestObserver | null;
   log(message: string): void;
   sessionClosed(session: Session): void;
 }
@@ -256,6 +259,7 @@ export class Session {
     const rejection = validateRequest(ctx, req, payloadDropped);
     if (rejection) {
       if (payload) this.guard.release(payload);
+      this.observe(req, process.hrtime.bigint(), false);
       return (this.replies as ReplyWriter).error(req, rejection.errno, rejection.message);
     }
     void this.serve(ctx, req, payload);
@@ -267,20 +271,29 @@ export class Session {
     const isRead = req.type === CMD_READ;
     const cost = isRead ? req.length : payload ? payload.length : 0;
     this.noteStart(cost);
+    const started = process.hrtime.bigint();
+    let ok = false;
     const buf = isRead ? Buffer.allocUnsafe(replies.readPrefix + req.length) : null;
     try {
       const extents = await dispatchRequest(ctx.exp.device, req, payload, buf && buf.subarray(replies.readPrefix));
       if (buf) replies.read(req, buf);
       else if (extents) replies.blockStatus(req, ctx.contextId, extents);
       else replies.ok(req);
+      ok = true;
     } catch (err) {
       replies.error(req, toNbdErrno(err), (err as Error)?.message ?? String(err));
     } finally {
       if (payload) this.guard.release(payload);
       this.inflight--;
       this.inflightBytes -= cost;
+      this.observe(req, started, ok);
       this.afterRequest();
     }
+  }
+
+  private observe(req: NbdRequest, started: bigint, ok: boolean): void {
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    this.host.observer?.requestDone(commandName(req.type), requestBytes(req.type, req.length), seconds, ok);
   }
 
   private noteStart(cost: number): void {
