@@ -126,6 +126,7 @@ t.test('metrics count NBD requests and follow a rebuild', async (tt) => {
     tt.equal(val(x.s, 'nbdraid_task_partitions', { task: x.done.task, kind: 'rebuild', state: 'FAILED' }), 0, `${when} scrape: no failed partition`);
   }
   tt.equal(a.done.task, b.done.task, 'both scrapes saw the same task');
+  tt.equal(val(b.s, 'nbdraid_member_failures_total', { slot: String(FAILED) }), 1, 'the failed member is counted once');
   tt.ok(b.done.value > a.done.value, `progress moved forward (${a.done.value} -> ${b.done.value} stripes)`);
   const bytesA = taskSeries(a.s, 'nbdraid_task_bytes')[0].value;
   const bytesB = taskSeries(b.s, 'nbdraid_task_bytes')[0].value;
