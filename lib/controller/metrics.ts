@@ -146,6 +146,7 @@ export class ControllerMetrics {
   }
 
   private connectionMetrics(): void {
+    this.gauge('nbdraid_controller_id', "This controller's id in the coordination object (as `nbdraid controllers` lists it)", [], (g, s) => g.set(s.coord.id));
     this.gauge('nbdraid_nbd_connections', 'NBD connections open now', [], (g, s) => g.set(s.server.connectionCount));
     this.counter('nbdraid_nbd_connections_total', 'NBD connections accepted', [], (set, s) => set({}, s.server.stats.connections));
     this.counter('nbdraid_nbd_connections_refused_total', 'NBD connections refused at --max-connections', [], (set, s) => set({}, s.server.stats.refusedConnections));

@@ -3,11 +3,15 @@
 // a rebuild started by `nbdraid fail`, two scrapes show the task's progress moving forward and the
 // degraded flag set; after it, the flag is clear and the task's series are gone.
 import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
 import t from 'tap';
 import { MiB, createArray, startController, waitTaskEnd } from '../helpers/cluster.js';
 import { waitUntil, withDeadline } from '../helpers/deadline.js';
 import { freePort } from '../helpers/free-port.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { killGroup } from '../helpers/run-tool.js';
+import { nbdraidCli, spawnServer } from '../helpers/server-process.js';
 import { controllerArgs } from '../../cmd/verbs/cluster.js';
 import { NbdClient } from '../../lib/transport/client.js';
 
@@ -167,4 +171,41 @@ t.test('cluster gives controller i the metrics port PORT+i', async (tt) => {
   tt.same(controllerArgs(args, 0), ['--state', '/s', 'serve', 'md0', '--listen', '127.0.0.1:10809', '--metrics', '127.0.0.1:9100']);
   tt.same(controllerArgs(args, 2), ['--state', '/s', 'serve', 'md0', '--listen', '127.0.0.1:10811', '--metrics', '127.0.0.1:9102']);
   tt.same(controllerArgs({ ...args, metrics: '[::1]:9100' }, 1).slice(-2), ['--metrics', '[::1]:9101'], 'IPv6 hosts keep their brackets');
+});
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** Two consecutive free loopback ports (a few tries). */
+async function twoFreePorts(): Promise<number> {
+  for (let i = 0; i < 20; i++) {
+    const p = await freePort();
+    if (p < 65535 && (await portFree(p + 1))) return p;
+  }
+  throw new Error('no two consecutive free loopback ports found in 20 tries');
+}
+
+t.test('nbdraid cluster --metrics: each controller on its own port', async (tt) => {
+  const dir = tempDir(tt);
+  const arr = await createArray(dir, { memberSize: 16 * MiB });
+  const base = await twoFreePorts();
+  const { child, stderr, exited } = spawnServer(process.execPath, [nbdraidCli, '--state', arr.state, 'cluster', arr.name,
+    '--controllers', '2', '--socket', path.join(dir, 'nbd.sock'), '--metrics', `127.0.0.1:${base}`]);
+  tt.teardown(async () => {
+    killGroup(child.pid, 'SIGTERM');
+    await withDeadline(exited, 20_000, 'the cluster to stop').catch(() => killGroup(child.pid, 'SIGKILL'));
+    if (!tt.passing()) tt.comment(stderr());
+  });
+  const scrapeWhenUp = (port: number) => waitUntil(async () => {
+    const s = await scrape(port).catch(() => undefined);
+    return s && val(s, 'nbdraid_controller_id') !== undefined ? s : undefined;
+  }, 30_000, `controller metrics on port ${port}`, 100);
+  const [s0, s1] = await Promise.all([scrapeWhenUp(base), scrapeWhenUp(base + 1)]);
+  tt.not(val(s0, 'nbdraid_controller_id'), val(s1, 'nbdraid_controller_id'), 'two controllers answer, one per port');
+  for (const s of [s0, s1]) tt.equal(val(s, 'nbdraid_array_slots', { state: 'active' }), 5, 'each reports the array');
 });
