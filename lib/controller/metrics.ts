@@ -119,28 +119,28 @@ export class ControllerMetrics {
     };
   }
 
-  /** A gauge whose values are set from the source at every scrape. */
-  private gauge<L extends string>(name: string, help: string, labelNames: L[], fill: (g: Gauge<L>, s: MetricsSource) => void): void {
+  /** A gauge whose values are set from the source at every scrape (`fill` may be asynchronous). */
+  private gauge<L extends string>(name: string, help: string, labelNames: L[], fill: (g: Gauge<L>, s: MetricsSource) => void | Promise<void>): void {
     const source = (): MetricsSource | null => this.source;
     new Gauge<L>({
       name, help, labelNames, registers: [this.registry],
-      collect() {
+      async collect() {
         this.reset();
         const s = source();
-        if (s) fill(this, s);
+        if (s) await fill(this, s);
       },
     });
   }
 
   /** A counter whose total is read from the source at every scrape (it only ever grows there). */
-  private counter<L extends string>(name: string, help: string, labelNames: L[], fill: (set: (labels: Partial<Record<L, string>>, v: number) => void, s: MetricsSource) => void): void {
+  private counter<L extends string>(name: string, help: string, labelNames: L[], fill: (set: (labels: Partial<Record<L, string>>, v: number) => void, s: MetricsSource) => void | Promise<void>): void {
     const source = (): MetricsSource | null => this.source;
     new Counter<L>({
       name, help, labelNames, registers: [this.registry],
-      collect() {
+      async collect() {
         this.reset();
         const s = source();
-        if (s) fill((labels, v) => this.inc(labels, v), s);
+        if (s) await fill((labels, v) => this.inc(labels, v), s);
       },
     });
   }
