@@ -8,17 +8,13 @@
 import fs from 'node:fs';
 import t, { type Test } from 'tap';
 import {
-  MiB, createArray, fioVerify, scrub, startController, taskEvents, taskOf,
-  waitFor, waitTaskEnd, type ControllerProcess, type FioRange, type TestArray,
+  startController, taskEvents, taskOf, waitTaskEnd, type ControllerProcess, type TestArray,
 } from '../helpers/cluster.js';
 import { withDeadline } from '../helpers/deadline.js';
-import { tempDir } from '../helpers/temp-dir.js';
+import { healthy, writtenArray } from '../helpers/kill-matrix.js';
 
-const MEMBER = 16 * MiB;
-const MEMBERS = 4;
 const FAILED = 1;
 
-interface Status { state: string; slots: string }
 interface Examined { events: number; arrayState: string; recoveryOffset: number | null }
 
 const examine = async (arr: TestArray, member: string): Promise<Examined> => (await arr.json<Examined[]>(['examine', member]))[0];
@@ -29,30 +25,6 @@ function killedAt(t: Test, arr: TestArray, member: string, syscall: string, when
     '-e', `inject=${syscall}:signal=SIGKILL:when=${when}`]);
 }
 
-/** An array with data written, FLUSHed and verified through a controller that then stopped cleanly. */
-async function writtenArray(t: Test, spare = true): Promise<{ arr: TestArray; written: FioRange }> {
-  const arr = await createArray(tempDir(t), { memberSize: MEMBER, members: MEMBERS, spare });
-  const c = await startController(t, arr);
-  const written = { uri: c.uri, offset: 0, size: 12 * MiB };
-  const r = await fioVerify([written], { runtime: 60 });
-  t.equal(r.failed, false, 'data written and verified before the kill');
-  await c.stop();
-  return { arr, written };
-}
-
-/** After a kill: the array is whole again, parity right everywhere, the acknowledged data intact. */
-async function healthy(t: Test, arr: TestArray, written: FioRange, via: ControllerProcess): Promise<void> {
-  const status = await waitFor('the array to be optimal', async () => {
-    const s = await arr.json<Status>(['status', arr.name]);
-    return s.slots === 'U'.repeat(MEMBERS) ? s : undefined;
-  }, 60_000);
-  t.equal(status.slots, 'U'.repeat(MEMBERS), `optimal (${status.state})`);
-  await arr.cli(['throttle', arr.name, '--min', '1000', '--max', '0']);
-  const check = await scrub(arr, 'check');
-  t.same([check.state, check.result?.mismatches], ['DONE', 0], 'check reports 0 mismatches');
-  const again = await fioVerify([{ ...written, uri: via.uri }], { verifyOnly: true, runtime: 60 });
-  t.equal(again.failed, false, 'every write acknowledged before the kill verifies');
-}
 
 t.test('SIGKILL inside a membership update: superblocks torn across members; the array assembles and rebuilds', async (t) => {
   const { arr, written } = await writtenArray(t);

@@ -5,43 +5,16 @@
 // with the throttle and its owner killed once the coordination object shows it holding a partition.
 import t, { type Test } from 'tap';
 import {
-  MiB, createArray, fioVerify, flipBytes, leftSymmetric, memberLayout, scrub, startController, startFio, taskOf,
-  waitFor, waitTaskEnd, type ControllerProcess, type EventJson, type FioRange, type TestArray,
+  MiB, fioVerify, flipBytes, leftSymmetric, memberLayout, scrub, startController, startFio, taskOf,
+  waitFor, waitTaskEnd, type ControllerProcess, type EventJson, type TestArray,
 } from '../helpers/cluster.js';
 import { safeTeardown } from '../helpers/cleanup.js';
 import { withDeadline } from '../helpers/deadline.js';
 import { sleep } from '../helpers/processes.js';
 import { runTool } from '../helpers/run-tool.js';
-import { tempDir } from '../helpers/temp-dir.js';
+import { MEMBERS, healthy, writtenArray } from '../helpers/kill-matrix.js';
 
-const MEMBER = 16 * MiB;
-const MEMBERS = 4;
 
-interface Status { state: string; slots: string }
-/** An array with data written, FLUSHed and verified through a controller that then stopped cleanly. */
-async function writtenArray(t: Test, spare = true): Promise<{ arr: TestArray; written: FioRange }> {
-  const arr = await createArray(tempDir(t), { memberSize: MEMBER, members: MEMBERS, spare });
-  const c = await startController(t, arr);
-  const written = { uri: c.uri, offset: 0, size: 12 * MiB };
-  const r = await fioVerify([written], { runtime: 60 });
-  t.equal(r.failed, false, 'data written and verified before the kill');
-  await c.stop();
-  return { arr, written };
-}
-
-/** After a kill: the array is whole again, parity right everywhere, the acknowledged data intact. */
-async function healthy(t: Test, arr: TestArray, written: FioRange, via: ControllerProcess): Promise<void> {
-  const status = await waitFor('the array to be optimal', async () => {
-    const s = await arr.json<Status>(['status', arr.name]);
-    return s.slots === 'U'.repeat(MEMBERS) ? s : undefined;
-  }, 60_000);
-  t.equal(status.slots, 'U'.repeat(MEMBERS), `optimal (${status.state})`);
-  await arr.cli(['throttle', arr.name, '--min', '1000', '--max', '0']);
-  const check = await scrub(arr, 'check');
-  t.same([check.state, check.result?.mismatches], ['DONE', 0], 'check reports 0 mismatches');
-  const again = await fioVerify([{ ...written, uri: via.uri }], { verifyOnly: true, runtime: 60 });
-  t.equal(again.failed, false, 'every write acknowledged before the kill verifies');
-}
 
 /** Waits until `kind`'s newest task has a partition in progress; returns its owner and the task. */
 const partitionHeld = (arr: TestArray, kind: string) => waitFor(`a ${kind} partition in progress`, async () => {

@@ -5,6 +5,8 @@ import { createArray } from '../../lib/raid/create.js';
 import type { LayoutName } from '../../lib/raid/geometry.js';
 import { ArrayMetadata } from '../../lib/raid/metadata.js';
 import { RaidVolume, type RaidVolumeOptions } from '../../lib/raid/volume.js';
+import { FaultDevice } from '../../lib/transport/fault-device.js';
+import { randomBytes } from './util.js';
 
 export const DATA_OFFSET = 8192;
 
@@ -34,4 +36,25 @@ export async function readAll(vol: BlockDevice): Promise<Buffer> {
   const out = Buffer.alloc(vol.size);
   await vol.read(0, out);
   return out;
+}
+
+/** An array whose members are FaultDevices over memory; members it fails and its log lines are kept. */
+export async function faultyArray(n = 4, chunk = 16384, stripes = 16, volOpts: RaidVolumeOptions = {}) {
+  const fx = await memoryArray(n, chunk, 'left-symmetric', stripes, (d, i) => new FaultDevice(d, `m${i}`));
+  const faults = fx.devices as FaultDevice[];
+  const logs: string[] = [];
+  const failed: number[] = [];
+  const vol = new RaidVolume(fx.meta, { log: (l) => logs.push(l), cleanDelayMs: 10, onMemberFailed: (s) => failed.push(s), ...volOpts });
+  return { ...fx, faults, vol, logs, failed };
+}
+
+/** `count` random writes of 1..maxSectors sectors, mirrored into `ref`. */
+export async function fill(vol: RaidVolume, ref: Buffer, rand: () => number, count: number, maxSectors: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const len = 512 * (1 + Math.floor(rand() * maxSectors));
+    const off = Math.floor(rand() * (vol.size - len));
+    const data = randomBytes(rand, len);
+    await vol.write(off, data);
+    data.copy(ref, off);
+  }
 }

@@ -7,30 +7,13 @@ import type { MemoryDevice } from '../../lib/transport/memory-device.js';
 import { assembleArray } from '../../lib/raid/assemble.js';
 import { readSuperblock } from '../../lib/raid/metadata.js';
 import { ROLE_FAULTY } from '../../lib/raid/superblock.js';
-import { RaidVolume, type RaidVolumeOptions } from '../../lib/raid/volume.js';
+import { RaidVolume } from '../../lib/raid/volume.js';
 import { NbdClient } from '../../lib/transport/client.js';
 import { startServer } from '../transport/fixtures.js';
-import { memoryArray, readAll } from './fixture.js';
+import { faultyArray, fill, readAll } from './fixture.js';
 import { randomBytes, rejectsWith, rng } from './util.js';
 
-async function faultyArray(n: number, chunk: number, stripes: number, volOpts: RaidVolumeOptions = {}) {
-  const fx = await memoryArray(n, chunk, 'left-symmetric', stripes, (d, i) => new FaultDevice(d, `m${i}`));
-  const faults = fx.devices as FaultDevice[];
-  const logs: string[] = [];
-  const failed: number[] = [];
-  const vol = new RaidVolume(fx.meta, { log: (l) => logs.push(l), cleanDelayMs: 10, onMemberFailed: (s) => failed.push(s), ...volOpts });
-  return { ...fx, faults, vol, logs, failed };
-}
-
-async function fill(vol: RaidVolume, ref: Buffer, rand: () => number, count: number): Promise<void> {
-  for (let i = 0; i < count; i++) {
-    const len = 512 * (1 + Math.floor(rand() * 40));
-    const off = Math.floor(rand() * (vol.size - len));
-    const data = randomBytes(rand, len);
-    await vol.write(off, data);
-    data.copy(ref, off);
-  }
-}
+const MAX_SECTORS = 40;
 
 /** Re-assembles from the inner devices alone (a restart) and returns the volume's whole content. */
 async function reassembled(faults: FaultDevice[], opts: { force?: boolean; skip?: number } = {}) {
@@ -48,7 +31,7 @@ t.test('a torn write in an optimal array: that member is failed, every write rea
     const { vol, faults, failed } = await faultyArray(4, 4096, 16);
     const rand = rng(20 + slot);
     const ref = Buffer.alloc(vol.size);
-    await fill(vol, ref, rand, 20);
+    await fill(vol, ref, rand, 20, MAX_SECTORS);
     faults[slot].inject({ ops: ['write'], tornAt: 1000 + slot * 7, times: 1 }); // not sector aligned
     const big = randomBytes(rand, 5 * vol.g.stripeData + 3000);
     await vol.write(1111, big);
@@ -56,7 +39,7 @@ t.test('a torn write in an optimal array: that member is failed, every write rea
     t.same(failed, [slot], `slot ${slot}: the member whose write tore is failed`);
     t.equal(vol.slots[slot].state, 'faulty');
     t.ok((await readAll(vol)).equals(ref), `slot ${slot}: degraded reads return every acknowledged write`);
-    await fill(vol, ref, rand, 10);
+    await fill(vol, ref, rand, 10, MAX_SECTORS);
     t.ok((await readAll(vol)).equals(ref), `slot ${slot}: and after more degraded writes`);
     await vol.close();
     const other = (slot + 1) % 4;
@@ -71,9 +54,9 @@ t.test('a torn write in a degraded array: not acknowledged, the volume goes offl
   const { vol, faults, logs } = await faultyArray(4, 4096, 16);
   const rand = rng(30);
   const ref = Buffer.alloc(vol.size);
-  await fill(vol, ref, rand, 20);
+  await fill(vol, ref, rand, 20, MAX_SECTORS);
   await vol.failMember(0, 'test');
-  await fill(vol, ref, rand, 10);
+  await fill(vol, ref, rand, 10, MAX_SECTORS);
   t.ok((await readAll(vol)).equals(ref), 'degraded reads right before the tear');
   faults[2].inject({ ops: ['write'], tornAt: 777 });
   const off = 3 * vol.g.stripeData + 100;
@@ -97,14 +80,14 @@ t.test('EIO on flush: with redundancy the member is failed and the flush succeed
   const { vol, faults, failed } = await faultyArray(4, 4096, 8, { trackClean: false });
   const rand = rng(40);
   const ref = Buffer.alloc(vol.size);
-  await fill(vol, ref, rand, 10);
+  await fill(vol, ref, rand, 10, MAX_SECTORS);
   faults[1].inject({ ops: ['flush'] });
   await vol.flush();
   t.same(failed, [1], 'the member whose flush failed is failed');
   t.equal(vol.slots[1].state, 'faulty');
   t.notOk(vol.offline, 'still online, degraded');
   t.ok((await readAll(vol)).equals(ref), 'data intact');
-  await fill(vol, ref, rand, 5);
+  await fill(vol, ref, rand, 5, MAX_SECTORS);
   faults[3].inject({ ops: ['flush'] });
   await rejectsWith(t, () => vol.flush(), 'EIO', 'array prop: offline', 'a flush that loses the last redundancy fails');
   t.ok(vol.offline, 'offline');
@@ -129,9 +112,9 @@ t.test('ENOSPC on a member fails that member cleanly; data intact; it stays out 
   const { vol, faults, failed, logs } = await faultyArray(5, 4096, 16);
   const rand = rng(50);
   const ref = Buffer.alloc(vol.size);
-  await fill(vol, ref, rand, 10);
+  await fill(vol, ref, rand, 10, MAX_SECTORS);
   faults[2].inject({ ops: ['write', 'zero'], code: 'ENOSPC' });
-  await fill(vol, ref, rand, 20);
+  await fill(vol, ref, rand, 20, MAX_SECTORS);
   await vol.writeZeroes(0, vol.g.stripeData * 2);
   ref.fill(0, 0, vol.g.stripeData * 2);
   t.same(failed, [2], 'member 2 failed once');
@@ -147,7 +130,7 @@ t.test('a slow member delays only what touches it, fails nothing, loses nothing'
   const { vol, faults, failed } = await faultyArray(4, 4096, 8);
   const rand = rng(60);
   const ref = Buffer.alloc(vol.size);
-  await fill(vol, ref, rand, 10);
+  await fill(vol, ref, rand, 10, MAX_SECTORS);
   let release!: () => void;
   faults[1].inject({ ops: ['write'], delay: new Promise<void>((r) => { release = r; }), times: 1 });
   t.equal(vol.g.dataDisk(0, 1), 1, 'stripe 0, chunk 1 is on slot 1');

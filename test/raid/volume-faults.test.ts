@@ -2,40 +2,22 @@
 // events bumped) and I/O goes on degraded with data intact; a second failure takes the volume
 // offline (EIO everywhere, one log line) and nothing acknowledged is lost.
 import t from 'tap';
-import { FaultDevice } from '../../lib/transport/fault-device.js';
 import type { MemoryDevice } from '../../lib/transport/memory-device.js';
 import { assembleArray } from '../../lib/raid/assemble.js';
 import { readSuperblock } from '../../lib/raid/metadata.js';
 import { ROLE_FAULTY, isClean } from '../../lib/raid/superblock.js';
-import { RaidVolume, type RaidVolumeOptions } from '../../lib/raid/volume.js';
+import { RaidVolume } from '../../lib/raid/volume.js';
 import { waitUntil } from '../helpers/deadline.js';
-import { memoryArray, readAll } from './fixture.js';
+import { faultyArray, fill, memoryArray, readAll } from './fixture.js';
 import { randomBytes, rejectsWith, rng } from './util.js';
 
-async function faultyArray(n = 4, chunk = 16384, stripes = 16, volOpts: RaidVolumeOptions = {}) {
-  const fx = await memoryArray(n, chunk, 'left-symmetric', stripes, (d, i) => new FaultDevice(d, `m${i}`));
-  const faults = fx.devices as FaultDevice[];
-  const logs: string[] = [];
-  const failed: number[] = [];
-  const vol = new RaidVolume(fx.meta, { log: (l) => logs.push(l), cleanDelayMs: 10, onMemberFailed: (s) => failed.push(s), ...volOpts });
-  return { ...fx, faults, vol, logs, failed };
-}
-
-async function fill(vol: RaidVolume, ref: Buffer, rand: () => number, count: number): Promise<void> {
-  for (let i = 0; i < count; i++) {
-    const len = 512 * (1 + Math.floor(rand() * 80));
-    const off = Math.floor(rand() * (vol.size - len));
-    const data = randomBytes(rand, len);
-    await vol.write(off, data);
-    data.copy(ref, off);
-  }
-}
+const MAX_SECTORS = 80;
 
 t.test('read EIO mid-run: member faulty, superblocks updated, data intact', async (t) => {
   const { vol, faults, logs, failed } = await faultyArray();
   const rand = rng(7);
   const ref = Buffer.alloc(vol.size);
-  await fill(vol, ref, rand, 30);
+  await fill(vol, ref, rand, 30, MAX_SECTORS);
   const before = (await readSuperblock(faults[0].inner, 'm0')).events;
   faults[1].inject({ ops: ['read'] });
   t.ok((await readAll(vol)).equals(ref), 'reads succeed and match while member 1 fails');
@@ -45,7 +27,7 @@ t.test('read EIO mid-run: member faulty, superblocks updated, data intact', asyn
   const sb0 = await readSuperblock(faults[0].inner, 'm0');
   t.equal(sb0.devRoles[1], ROLE_FAULTY, 'survivor superblock records member 1 faulty');
   t.ok(sb0.events > before, `events bumped (${before} -> ${sb0.events})`);
-  await fill(vol, ref, rand, 30);
+  await fill(vol, ref, rand, 30, MAX_SECTORS);
   t.ok((await readAll(vol)).equals(ref), 'degraded writes and reads match');
   t.same(await vol.checkStripes(0, 1).catch((e: Error) => e.message), `array prop: cannot check while slot 1 is faulty; rebuild first`);
   await vol.close();
@@ -62,9 +44,9 @@ t.test('write EIO: the write is acknowledged degraded and parity covers the fail
   const { vol, faults, failed } = await faultyArray(5, 4096, 20);
   const rand = rng(8);
   const ref = Buffer.alloc(vol.size);
-  await fill(vol, ref, rand, 10);
+  await fill(vol, ref, rand, 10, MAX_SECTORS);
   faults[3].inject({ ops: ['write'] });
-  await fill(vol, ref, rand, 40);
+  await fill(vol, ref, rand, 40, MAX_SECTORS);
   t.same(failed, [3]);
   t.ok((await readAll(vol)).equals(ref), 'every write reads back');
   await vol.close();
@@ -74,9 +56,9 @@ t.test('a second failure takes the volume offline; nothing acknowledged is lost'
   const { vol, faults, logs, meta } = await faultyArray(4, 8192, 24);
   const rand = rng(9);
   const ref = Buffer.alloc(vol.size);
-  await fill(vol, ref, rand, 20);
+  await fill(vol, ref, rand, 20, MAX_SECTORS);
   faults[0].failAll();
-  await fill(vol, ref, rand, 20);
+  await fill(vol, ref, rand, 20, MAX_SECTORS);
   t.equal(vol.slots[0].state, 'faulty');
   faults[2].inject({ ops: ['write'] });
   // Writes in flight when member 2 dies: none may be acknowledged, any may be half done.
