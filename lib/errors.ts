@@ -2,9 +2,16 @@
 // Transport maps `code` to an NBD error in exactly one place (lib/transport/errno.ts);
 // the CLI prints `message` and exits non-zero.
 
-export type ErrorCode =
-  | 'EIO' | 'EINVAL' | 'ENOSPC' | 'EPERM' | 'ENOTSUP' | 'EOVERFLOW' | 'ESHUTDOWN' | 'ENOMEM'
-  | 'ENOENT' | 'EEXIST' | 'EBUSY' | 'ESTALE' | 'EPROTO' | 'ECANCELED' | 'ETIMEDOUT';
+export const ERROR_CODES = [
+  'EIO', 'EINVAL', 'ENOSPC', 'EPERM', 'ENOTSUP', 'EOVERFLOW', 'ESHUTDOWN', 'ENOMEM',
+  'ENOENT', 'EEXIST', 'EBUSY', 'ESTALE', 'EPROTO', 'ECANCELED', 'ETIMEDOUT',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return (ERROR_CODES as readonly unknown[]).includes(code);
+}
 
 export class NbdraidError extends Error {
   readonly code: ErrorCode;

@@ -2,6 +2,7 @@
 // named operations in arrival order. A busy database makes this thread wait, never the I/O thread.
 import type { Database } from 'better-sqlite3';
 import { parentPort } from 'node:worker_threads';
+import { NbdraidError } from '../errors.js';
 import { openDatabase } from './db.js';
 import { dbOps } from './db-thread-ops.js';
 
@@ -32,7 +33,7 @@ parentPort!.on('message', (m: Call) => {
   try {
     parentPort!.postMessage({ id: m.id, ok: true, value: run(m) });
   } catch (err) {
-    const e = err as Error & { code?: string };
-    parentPort!.postMessage({ id: m.id, ok: false, error: { name: e.name, message: e.message, code: e.code } });
+    const e = err as Error & { code?: string; context?: string };
+    parentPort!.postMessage({ id: m.id, ok: false, error: { message: e.message, code: e.code, context: e instanceof NbdraidError ? e.context : undefined } });
   }
 });

@@ -4,7 +4,7 @@
 import type { Database } from 'better-sqlite3';
 import { ControllerRegistry, type ReapResult } from './controllers.js';
 import { EventLog } from './events.js';
-import { LeaseStore, type AcquireOutcome } from './leases.js';
+import { LeaseStore } from './leases.js';
 import { PartitionWork, type ClaimFilter, type Claimed, type PartitionRef } from './partitions.js';
 import type { PartitionState, TaskState } from './records.js';
 
@@ -12,8 +12,6 @@ export interface DbOps {
   heartbeat(id: number): void;
   reapDead(reaper: number): ReapResult[];
   pruneEvents(keep: number): void;
-  tryAcquire(array: string, region: number): AcquireOutcome;
-  yieldLease(array: string, region: number): void;
   markDirty(array: string, regions: number[]): void;
   markClean(array: string, regions: number[]): void;
   clearResync(array: string, regions: number[]): void;
@@ -41,8 +39,6 @@ export function dbOps(db: Database, stateDir: string, controller: number): DbOps
     heartbeat: (id) => controllers.heartbeat(id),
     reapDead: (reaper) => controllers.reapDead(reaper),
     pruneEvents: (keep) => { events.prune(keep); },
-    tryAcquire: (array, region) => leases(array).tryAcquire(region),
-    yieldLease: (array, region) => leases(array).yield(region),
     markDirty: (array, regions) => leases(array).markDirty(regions),
     markClean: (array, regions) => leases(array).markClean(regions),
     clearResync: (array, regions) => leases(array).clearResync(regions),

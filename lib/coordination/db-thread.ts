@@ -2,20 +2,18 @@
 // with its own connection; the caller gets a promise. The thread serving NBD thus never sleeps
 // in busy_timeout behind another process's transaction, nor in a synced commit.
 import { Worker } from 'node:worker_threads';
-import { type ErrorCode, NbdraidError } from '../errors.js';
+import { NbdraidError, isErrorCode } from '../errors.js';
 import type { DbOpName, DbOps } from './db-thread-ops.js';
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
-type Reply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: { name: string; message: string; code?: string } };
+type ThreadError = { message: string; code?: string; context?: string };
+type Reply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: ThreadError };
 
-const CODES: ErrorCode[] = ['EIO', 'EINVAL', 'ENOSPC', 'EPERM', 'ENOTSUP', 'EOVERFLOW', 'ESHUTDOWN', 'ENOMEM', 'ENOENT', 'EEXIST', 'EBUSY', 'ESTALE', 'EPROTO', 'ECANCELED', 'ETIMEDOUT'];
-
-/** The thread's error as the caller's: same message, same code (an SQLite code becomes EIO). */
-function rebuilt(e: { name: string; message: string; code?: string }): NbdraidError {
-  const code = CODES.includes(e.code as ErrorCode) ? (e.code as ErrorCode) : 'EIO';
-  const err = new NbdraidError(code, 'coordination', e.message);
-  err.message = e.message;
-  return err;
+/** The thread's error as the caller's: same message, code and context (an SQLite code becomes EIO). */
+function rebuilt(e: ThreadError): NbdraidError {
+  const code = isErrorCode(e.code) ? e.code : 'EIO';
+  if (e.context === undefined) return new NbdraidError(code, 'coordination', e.message);
+  return new NbdraidError(code, e.context, e.message.slice(e.context.length + 2));
 }
 
 export type AsyncDbOps = { [K in DbOpName]: (...args: Parameters<DbOps[K]>) => Promise<ReturnType<DbOps[K]>> };
