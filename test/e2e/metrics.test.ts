@@ -203,7 +203,8 @@ t.test('nbdraid cluster --metrics: each controller on its own port', async (tt) 
   });
   const scrapeWhenUp = (port: number) => waitUntil(async () => {
     const s = await scrape(port).catch(() => undefined);
-    return s && val(s, 'nbdraid_controller_id') !== undefined ? s : undefined;
+    // Up means the controller's id and its array's slots are both shown (a scrape may race the start).
+    return s && val(s, 'nbdraid_controller_id') !== undefined && val(s, 'nbdraid_array_slots', { state: 'active' }) !== undefined ? s : undefined;
   }, 30_000, `controller metrics on port ${port}`, 100);
   const [s0, s1] = await Promise.all([scrapeWhenUp(base), scrapeWhenUp(base + 1)]);
   tt.not(val(s0, 'nbdraid_controller_id'), val(s1, 'nbdraid_controller_id'), 'two controllers answer, one per port');
