@@ -89,7 +89,7 @@ export function hostPort(host: string, port: number): string {
 }
 
 /** The URI a client uses to reach `exportName` at a bound address. */
-export function exportUri(bound: ListenAddress, exportName: string, tls = false): string {
+function exportUri(bound: ListenAddress, exportName: string, tls = false): string {
   const name = encodeURIComponent(exportName);
   if ('path' in bound) return `${tls ? 'nbds' : 'nbd'}+unix:///${name}?socket=${bound.path}`;
   const host = bound.host?.includes(':') ? `[${bound.host}]` : bound.host;

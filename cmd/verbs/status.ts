@@ -13,7 +13,7 @@ interface StatusArgs extends StateArgs { name?: string; json: boolean; watch?: s
  * The refresh interval in seconds (undefined: print once) and the array name. A bare --watch
  * refreshes every second; in `status --watch NAME` the word after --watch is the array's name.
  */
-export function watchOptions(args: Pick<StatusArgs, 'name' | 'watch'>): { name?: string; every?: number } {
+function watchOptions(args: Pick<StatusArgs, 'name' | 'watch'>): { name?: string; every?: number } {
   const { name, watch } = args;
   if (watch === undefined) return { name };
   if (watch === '') return { name, every: 1 };

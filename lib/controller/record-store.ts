@@ -22,7 +22,7 @@ export class RecordStore implements MetadataStore {
 }
 
 /** Applies a member change to the record; idempotent, and StaleChange where the record moved on. */
-export function applyChange(r: ArrayRecord, c: MemberChange): void {
+function applyChange(r: ArrayRecord, c: MemberChange): void {
   const m = r.members.find((x) => x.slot === c.slot && (c.path === undefined || x.path === c.path) && x.state !== 'spare' && x.state !== 'removed')
     ?? r.members.find((x) => x.slot === c.slot && x.path === c.path);
   const stale = (why: string) => new StaleChange(`array ${r.name} slot ${c.slot}`, why);

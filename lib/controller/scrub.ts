@@ -6,7 +6,7 @@ import { NbdraidError } from '../errors.js';
 import { Geometry, parseLayout } from '../raid/geometry.js';
 import { planRange, regionStripes } from './plans.js';
 
-export function geometryOf(rec: ArrayRecord): Geometry {
+function geometryOf(rec: ArrayRecord): Geometry {
   return new Geometry({
     members: rec.raidDisks, chunk: rec.chunk, layout: parseLayout(rec.layout),
     dataOffset: rec.dataOffset, stripes: Math.floor(rec.memberSize / rec.chunk),

@@ -5,9 +5,6 @@ import { NbdraidError } from '../errors.js';
 import { MemberError } from '../raid/stripe-ops.js';
 import type { RaidVolume } from '../raid/volume.js';
 
-export type TaskKind = 'rebuild' | 'check' | 'repair' | 'resync';
-export const TASK_KINDS: TaskKind[] = ['rebuild', 'check', 'repair', 'resync'];
-
 /** The data set of a rebuild: which slot is rebuilt onto which device. */
 export interface RebuildDataset { slot: number; path: string; deviceUuid: string }
 

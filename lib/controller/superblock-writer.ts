@@ -82,7 +82,7 @@ export class SuperblockWriter {
 }
 
 /** The superblocks the record describes (no devices attached; events to be set by the writer). */
-export function metadataOf(rec: ArrayRecord, clean: boolean): ArrayMetadata {
+function metadataOf(rec: ArrayRecord, clean: boolean): ArrayMetadata {
   const disks: MemberDisk[] = [];
   for (const m of rec.members) {
     if (m.devNumber === undefined || m.state === 'spare') continue;

@@ -36,7 +36,7 @@ export class EventLog {
   private readonly select: Statement;
   private readonly pruneStmt: Statement;
 
-  constructor(private readonly db: Database) {
+  constructor(db: Database) {
     this.insert = db.prepare(`INSERT INTO events (at, controller, actor, kind, array_name, task_id, partition_idx, detail)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`);
     this.select = db.prepare(`SELECT * FROM events

@@ -28,7 +28,7 @@ const MIB = 1 << 20;
  * mdadm's rule of thumb for v1.2: reserve up to 128 MiB before the data (room to reshape),
  * but not more than about 1/1024 of the member, and at least 1 MiB.
  */
-export function defaultDataOffset(memberBytes: number): number {
+function defaultDataOffset(memberBytes: number): number {
   let headroom = 128 * MIB;
   while (headroom > MIB && headroom * 1024 > memberBytes) headroom /= 2;
   return headroom;

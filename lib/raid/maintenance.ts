@@ -4,7 +4,7 @@
 // the XOR of all members is zero; so rebuild and check work member-wise, whatever the layout.
 import { NbdraidError } from '../errors.js';
 import { isZero, xorInto } from './parity.js';
-import { reconstruct, settle as all } from './stripe-ops.js';
+import { settle as all } from './stripe-ops.js';
 import type { RaidVolume } from './volume.js';
 
 /**
@@ -31,37 +31,6 @@ function checkStripeNo(vol: RaidVolume, first: number, count = 1): void {
   if (!Number.isInteger(first) || first < 0 || count < 1 || first + count > vol.g.stripes) {
     throw new NbdraidError('EINVAL', `array ${vol.name}`, `stripes [${first}, ${first + count}) outside 0..${vol.g.stripes}`);
   }
-}
-
-/** Every slot's chunk of `stripe`, null for a slot not usable there. */
-export async function readStripeRaw(vol: RaidVolume, stripe: number): Promise<(Buffer | null)[]> {
-  checkStripeNo(vol, stripe);
-  return vol.locks.with(stripe, async () => {
-    const out = vol.slots.map((s) => (s.device && s.usable(stripe) ? Buffer.allocUnsafeSlow(vol.g.chunk) : null));
-    const rs = await Promise.allSettled(out.map((b, i) => (b ? vol.memberRead(i, vol.g.memberByte(stripe, 0), b) : Promise.resolve())));
-    return out.map((b, i) => (rs[i].status === 'fulfilled' ? b : null));
-  });
-}
-
-/** `slot`'s chunk of `stripe` computed from the other members. */
-export async function reconstructChunk(vol: RaidVolume, stripe: number, slot: number): Promise<Buffer> {
-  checkStripeNo(vol, stripe);
-  return vol.locks.with(stripe, async () => {
-    const out = Buffer.allocUnsafeSlow(vol.g.chunk);
-    await reconstruct(vol, stripe, slot, 0, out);
-    return out;
-  });
-}
-
-export async function writeMemberChunk(vol: RaidVolume, slot: number, stripe: number, data: Buffer): Promise<void> {
-  checkStripeNo(vol, stripe);
-  if (data.length !== vol.g.chunk) throw new NbdraidError('EINVAL', `array ${vol.name}`, `chunk data must be ${vol.g.chunk} bytes`);
-  await vol.locks.with(stripe, () => vol.memberWrite(slot, vol.g.memberByte(stripe, 0), data, false));
-}
-
-/** True when the stripe's parity does not match its data. Needs every member. */
-export async function checkStripe(vol: RaidVolume, stripe: number): Promise<boolean> {
-  return (await checkStripes(vol, stripe, 1)).length > 0;
 }
 
 /** The stripes of [first, first + count) whose parity does not match. */

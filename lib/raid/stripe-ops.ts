@@ -69,7 +69,7 @@ export async function readStripe(env: StripeEnv, stripe: number, start: number, 
  * Fills `out` with [lo, lo + out.length) of `missing`'s chunk, as the XOR of every other member.
  * `known` holds that range of some members already (valid once `ready` resolves); the rest is read.
  */
-export async function reconstruct(env: StripeEnv, stripe: number, missing: number, lo: number, out: Buffer,
+async function reconstruct(env: StripeEnv, stripe: number, missing: number, lo: number, out: Buffer,
   known = new Map<number, Buffer>(), ready: Promise<void> = Promise.resolve()): Promise<void> {
   const byte = env.g.memberByte(stripe, lo);
   const toRead = [...Array(env.g.members).keys()].filter((s) => s !== missing && !known.has(s));

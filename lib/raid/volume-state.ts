@@ -218,7 +218,6 @@ export class VolumeState {
     if (this.offlineReason !== undefined) return;
     this.offlineReason = reason;
     this.log(`array ${this.vol.name}: OFFLINE: ${reason}; every request now fails with EIO (re-assemble after replacing members)`);
-    this.vol.emit('offline', reason);
   }
 
   private async ensureDirty(): Promise<void> {

@@ -199,10 +199,6 @@ export class RaidVolume extends EventEmitter implements BlockDevice, StripeEnv {
 
   // ---- background primitives (issue 5): each takes the stripe locks it needs, never the gate ----
 
-  readStripeRaw(stripe: number): Promise<(Buffer | null)[]> { return maintenance.readStripeRaw(this, stripe); }
-  reconstructChunk(stripe: number, slot: number): Promise<Buffer> { return maintenance.reconstructChunk(this, stripe, slot); }
-  writeMemberChunk(slot: number, stripe: number, data: Buffer): Promise<void> { return maintenance.writeMemberChunk(this, slot, stripe, data); }
-  checkStripe(stripe: number): Promise<boolean> { return maintenance.checkStripe(this, stripe); }
   repairStripe(stripe: number): Promise<boolean> { return maintenance.repairStripe(this, stripe); }
   checkStripes(first: number, count: number): Promise<number[]> { return maintenance.checkStripes(this, first, count); }
   rebuildStripes(slot: number, first: number, count: number): Promise<void> { return maintenance.rebuildStripes(this, slot, first, count); }

@@ -35,7 +35,7 @@ export class OptionError extends NbdraidError {
   }
 }
 
-export function isErrorReply(type: number): boolean {
+function isErrorReply(type: number): boolean {
   return (type & 0x80000000) !== 0;
 }
 

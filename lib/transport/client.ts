@@ -123,10 +123,6 @@ export class NbdClient {
     }
   }
 
-  get inflightCount(): number {
-    return this.inflight.size;
-  }
-
   /** Sends any request and resolves with the raw reply (errors included). */
   request(r: RawRequest): Promise<RawReply> {
     if (this.failure) return Promise.reject(this.failure);

@@ -25,13 +25,8 @@ export function toNbdErrno(err: unknown): number {
   return TO_NBD[e.code] ?? NBD_EIO;
 }
 
-/** NBD error number for an nbdraid error code (validation uses this). */
-export function nbdErrnoOf(code: ErrorCode): number {
-  return TO_NBD[code] ?? NBD_EIO;
-}
-
 /** nbdraid error code for an NBD error number; numbers the spec does not name become EIO. */
-export function codeOfNbdErrno(errno: number): ErrorCode {
+function codeOfNbdErrno(errno: number): ErrorCode {
   return FROM_NBD.get(errno) ?? 'EIO';
 }
 

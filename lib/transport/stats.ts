@@ -15,8 +15,6 @@ const NAMES: Record<number, CommandName> = {
   [CMD_CACHE]: 'cache', [CMD_WRITE_ZEROES]: 'write_zeroes', [CMD_BLOCK_STATUS]: 'block_status',
 };
 
-export const COMMAND_NAMES: readonly CommandName[] = [...Object.values(NAMES), 'other'];
-
 /** The NBD command type as a metric label (unknown types are 'other'). */
 export function commandName(type: number): CommandName {
   return NAMES[type] ?? 'other';

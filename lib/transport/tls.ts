@@ -219,6 +219,6 @@ export function upgradeClientSocket(raw: net.Socket, opts: tls.ConnectionOptions
 }
 
 /** OpenSSL's reason ('binder does not verify') without its source file and line. */
-export function tlsReason(err: Error): string {
+function tlsReason(err: Error): string {
   return (err as Error & { reason?: string }).reason ?? err.message;
 }

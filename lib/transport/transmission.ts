@@ -57,10 +57,6 @@ function reject(errno: number, req: NbdRequest, why: string): Rejection {
   return { errno, message: `${NAMES[req.type] ?? `command ${req.type}`}: ${why}` };
 }
 
-export function commandName(type: number): string {
-  return NAMES[type] ?? `command ${type}`;
-}
-
 function isWriteCommand(type: number): boolean {
   return type === CMD_WRITE || type === CMD_TRIM || type === CMD_WRITE_ZEROES;
 }

@@ -48,11 +48,6 @@ export function trackGroup(child: ChildProcess): void {
   child.once('exit', () => groups.delete(pid));
 }
 
-/** Pids of the process groups still recorded (for tests of this module). */
-export function trackedGroups(): number[] {
-  return [...groups];
-}
-
 interface Hooks {
   teardown(fn: () => unknown): void;
   comment?(...args: unknown[]): void;

@@ -158,7 +158,7 @@ export interface EventJson {
   id: number; controller: number | null; actor: string; kind: string; taskId: number | null; partitionIdx: number | null; detail: unknown;
 }
 
-export const allTasks = (arr: TestArray): Promise<TaskJson[]> => arr.json<TaskJson[]>(['tasks', '--all']);
+const allTasks = (arr: TestArray): Promise<TaskJson[]> => arr.json<TaskJson[]>(['tasks', '--all']);
 
 export async function taskOf(arr: TestArray, kind: string): Promise<TaskJson | undefined> {
   return (await allTasks(arr)).filter((t) => t.task.kind === kind).pop();

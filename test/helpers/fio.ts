@@ -38,7 +38,7 @@ export interface FioRun {
   allowFailure?: boolean;
 }
 
-export const fioJobPath = (name: string): string => path.join(repoRoot, 'scripts/fio', name);
+const fioJobPath = (name: string): string => path.join(repoRoot, 'scripts/fio', name);
 
 export async function runFio(run: FioRun): Promise<FioReport & { failed: boolean; stderr: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nbdraid-fio-'));

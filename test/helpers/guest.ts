@@ -90,7 +90,7 @@ function kernelVersion(): string {
 let building: Promise<GuestImage> | undefined;
 
 /** The cached guest image, built first if needed. */
-export function guestImage(): Promise<GuestImage> {
+function guestImage(): Promise<GuestImage> {
   return (building ??= buildImage());
 }
 

@@ -167,7 +167,7 @@ function wrap(t: TestHooks | null, opts: Where, name: string, s: Spawned, e: End
   return server;
 }
 
-export function nbdUri(e: Endpoint, exportName: string): string {
+function nbdUri(e: Endpoint, exportName: string): string {
   const name = encodeURIComponent(exportName);
   return e.socket ? `nbd+unix:///${name}?socket=${e.socket}` : `nbd://127.0.0.1:${e.port}/${name}`;
 }
