@@ -5,6 +5,7 @@ import { hideBin } from 'yargs/helpers';
 import { databaseError, isSqliteError } from '../lib/coordination/db-check.js';
 import { databasePath } from '../lib/coordination/db.js';
 import { NbdraidError } from '../lib/errors.js';
+import { type LogFormat, formatLogLine } from '../lib/log.js';
 import { verbs } from './verbs/index.js';
 
 // Output piped into a reader that stopped reading (`nbdraid events | head`) is not an error.
@@ -15,6 +16,8 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 
 /** The --state of this run, for errors that SQLite raises after the database was opened. */
 let stateDir = process.env.NBDRAID_STATE ?? './data';
+/** The --log-format of a server verb, so that its fatal error is a line of that format too. */
+let logFormat: LogFormat = 'human';
 
 async function main(): Promise<void> {
   let cli = yargs(hideBin(process.argv))
@@ -26,7 +29,10 @@ async function main(): Promise<void> {
       default: process.env.NBDRAID_STATE ?? './data',
       global: true,
     })
-    .middleware((argv) => { stateDir = argv.state; })
+    .middleware((argv) => {
+      stateDir = argv.state;
+      if (argv['log-format'] === 'json') logFormat = 'json';
+    })
     .strict()
     .demandCommand(1, 'name a verb; see nbdraid --help')
     .recommendCommands()
@@ -43,7 +49,7 @@ async function main(): Promise<void> {
 main().catch((err: unknown) => {
   if (isSqliteError(err)) err = databaseError(databasePath(stateDir), err);
   if (err instanceof NbdraidError) {
-    process.stderr.write(`nbdraid: ${err.message}\n`);
+    process.stderr.write(formatLogLine(logFormat, { event: 'error', level: 'error', message: err.message, fields: { code: err.code } }));
     process.exit(1);
   }
   process.stderr.write(`nbdraid: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);

@@ -3,6 +3,7 @@
 import path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { NbdraidError } from '../../lib/errors.js';
+import { LOG_FORMATS, type Log, type LogFormat, lineLog, parseLogFormat, plainLines } from '../../lib/log.js';
 import type { BlockDevice } from '../../lib/transport/block-device.js';
 import { FileDevice } from '../../lib/transport/file-device.js';
 import { TLS_MODES, type TlsMode, loadServerTls } from '../../lib/transport/tls.js';
@@ -28,6 +29,7 @@ interface ServeArgs {
   'max-connections'?: number;
   'request-timeout'?: number;
   metrics?: string;
+  'log-format'?: string;
 }
 
 export type LimitArgs = Pick<ServeArgs, 'payload-budget' | 'max-connections' | 'request-timeout'>;
@@ -64,6 +66,34 @@ export function serverLimits(args: LimitArgs): Omit<NbdServerOptions, 'exports' 
     limits.requestTimeoutMs = Math.round(secs * 1000);
   }
   return limits;
+}
+
+export type TlsArgs = Pick<ServeArgs, 'tls' | 'tls-certificates' | 'tls-psk' | 'tls-verify-peer'>;
+
+/** The TLS flags (docs/tls.md), for serve and cluster. */
+export function withTlsOptions<T>(y: Argv<T>): Argv<T & TlsArgs> {
+  return y
+    .option('tls', { choices: TLS_MODES, default: 'off' as TlsMode, describe: 'STARTTLS: off, on (plain and TLS clients) or require (TLS before any other option)' })
+    .option('tls-certificates', { type: 'string', describe: 'directory with ca-cert.pem, server-cert.pem, server-key.pem (as nbdkit and qemu)' })
+    .option('tls-psk', { type: 'string', describe: 'pre-shared keys file, USERNAME:HEXKEY lines (psktool format)' })
+    .option('tls-verify-peer', { type: 'boolean', default: false, describe: 'require a client certificate signed by ca-cert.pem' }) as unknown as Argv<T & TlsArgs>;
+}
+
+/** The TLS flags given, as arguments for a `serve` child process (paths made absolute). */
+export function tlsFlags(args: Partial<TlsArgs>): string[] {
+  const out: string[] = [];
+  if (args.tls !== undefined && args.tls !== 'off') out.push('--tls', args.tls);
+  if (args['tls-certificates'] !== undefined) out.push('--tls-certificates', path.resolve(args['tls-certificates']));
+  if (args['tls-psk'] !== undefined) out.push('--tls-psk', path.resolve(args['tls-psk']));
+  if (args['tls-verify-peer']) out.push('--tls-verify-peer');
+  return out;
+}
+
+export type LogFormatArgs = Pick<ServeArgs, 'log-format'>;
+
+/** The --log-format flag (lib/log.ts), for serve and cluster; checked by parseLogFormat (exit 1, not yargs' 2). */
+export function withLogFormatOption<T>(y: Argv<T>): Argv<T & LogFormatArgs> {
+  return y.option('log-format', { type: 'string', default: 'human', describe: `log lines as ${LOG_FORMATS.join(' or ')} (one JSON object a line)` });
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:10809';
@@ -107,7 +137,7 @@ async function listenOn(server: NbdServer, args: ServeArgs): Promise<ListenAddre
 }
 
 /** Serves until SIGINT/SIGTERM, then shuts down gracefully and closes the device. */
-async function serveDevice(device: BlockDevice, exportName: string, args: ServeArgs): Promise<void> {
+async function serveDevice(device: BlockDevice, exportName: string, args: ServeArgs, log: Log): Promise<void> {
   let tls;
   try {
     tls = serverTls(args);
@@ -119,7 +149,7 @@ async function serveDevice(device: BlockDevice, exportName: string, args: ServeA
     ...serverLimits(args),
     exports: [{ name: exportName, device, readOnly: args['read-only'] }],
     tls,
-    log: (message) => process.stderr.write(`nbdraid: ${message}\n`),
+    log: plainLines(log, 'nbd'),
   });
   let bound: ListenAddress;
   try {
@@ -129,9 +159,13 @@ async function serveDevice(device: BlockDevice, exportName: string, args: ServeA
     throw err;
   }
   const tlsNote = tls ? `, TLS ${tls.mode} with ${tls.kind === 'psk' ? 'PSK' : 'X.509 certificates'}` : '';
-  process.stderr.write(`nbdraid: serving export '${exportName}' (${device.size} bytes${args['read-only'] ? ', read-only' : ''}${tlsNote}) on ${exportUri(bound, exportName, tls?.mode === 'require')}\n`);
+  const uri = exportUri(bound, exportName, tls?.mode === 'require');
+  log({
+    event: 'server.serving', message: `serving export '${exportName}' (${device.size} bytes${args['read-only'] ? ', read-only' : ''}${tlsNote}) on ${uri}`,
+    fields: { export: exportName, size: device.size, readOnly: args['read-only'], tls: tls?.mode ?? 'off', uri },
+  });
   const signal = await untilSignal();
-  process.stderr.write(`nbdraid: ${signal}: finishing in-flight requests and stopping\n`);
+  log({ event: 'server.stopping', message: `${signal}: finishing in-flight requests and stopping`, fields: { signal } });
   await server.close();
   await device.close();
 }
@@ -155,37 +189,42 @@ function untilSignal(): Promise<NodeJS.Signals> {
 }
 
 /** The TLS flags, checked together and with their credentials loaded. */
-function serverTls(args: ServeArgs): ReturnType<typeof loadServerTls> {
+export function serverTls(args: TlsArgs): ReturnType<typeof loadServerTls> {
   return loadServerTls({
     mode: args.tls, certificates: args['tls-certificates'], pskFile: args['tls-psk'], verifyPeer: args['tls-verify-peer'],
   });
 }
 
 /** Runs this process as a controller of array `name` until SIGINT/SIGTERM. */
-async function serveArray(name: string, args: ServeArgs & { force?: boolean }): Promise<void> {
+async function serveArray(name: string, args: ServeArgs & { force?: boolean }, logFormat: LogFormat): Promise<void> {
   const tls = serverTls(args); // checked before anything is opened
   const listen: ListenAddress = args.socket ? { path: args.socket } : parseListen(args.listen ?? DEFAULT_LISTEN);
   const metrics = args.metrics === undefined ? undefined : parseAddress(args.metrics, '--metrics');
-  const ctl = await Controller.start({ stateDir: args.state, arrayName: name, listen, force: args.force, serverLimits: { ...serverLimits(args), tls }, metrics });
+  const ctl = await Controller.start({ stateDir: args.state, arrayName: name, listen, force: args.force, serverLimits: { ...serverLimits(args), tls }, metrics, logFormat });
   const tlsNote = tls ? `, TLS ${tls.mode} with ${tls.kind === 'psk' ? 'PSK' : 'X.509 certificates'}` : '';
-  process.stderr.write(`nbdraid: controller ${ctl.id} serving array '${name}' (${ctl.volume.size} bytes${tlsNote}) on ${exportUri(listen, name, tls?.mode === 'require')}
-`);
-  if (ctl.metrics) process.stderr.write(`nbdraid: controller ${ctl.id} metrics on http://${hostPort(ctl.metrics.address.address, ctl.metrics.address.port)}/metrics
-`);
+  const uri = exportUri(listen, name, tls?.mode === 'require');
+  ctl.log({
+    event: 'controller.serving', message: `controller ${ctl.id} serving array '${name}' (${ctl.volume.size} bytes${tlsNote}) on ${uri}`,
+    fields: { size: ctl.volume.size, tls: tls?.mode ?? 'off', uri },
+  });
+  if (ctl.metrics) {
+    const url = `http://${hostPort(ctl.metrics.address.address, ctl.metrics.address.port)}/metrics`;
+    ctl.log({ event: 'metrics.listening', message: `controller ${ctl.id} metrics on ${url}`, fields: { url } });
+  }
   const signal = await untilSignal();
-  process.stderr.write(`nbdraid: ${signal}: finishing in-flight requests, handing back partitions and leases\n`);
+  ctl.log({ event: 'controller.stopping', message: `${signal}: finishing in-flight requests, handing back partitions and leases`, fields: { signal } });
   await ctl.stop();
 }
 
-async function serveFile(args: ServeArgs & { file: string }): Promise<void> {
+async function serveFile(args: ServeArgs & { file: string }, logFormat: LogFormat): Promise<void> {
   const device = await FileDevice.open(args.file, { readOnly: args['read-only'], minimumBlockSize: args['block-size'] });
-  await serveDevice(device, args.export ?? path.basename(args.file), args);
+  await serveDevice(device, args.export ?? path.basename(args.file), args, lineLog(logFormat));
 }
 
 export const serveCommand: CommandModule<object, ServeArgs> = {
   command: 'serve [name]',
   describe: 'serve an array (NAME) or a file or block device (--file) over NBD until interrupted',
-  builder: (y: Argv) => withLimitOptions(y)
+  builder: (y: Argv) => withTlsOptions(withLogFormatOption(withLimitOptions(y)))
     .positional('name', { type: 'string', describe: 'array to serve (export NAME)' })
     .option('file', { type: 'string', describe: 'file or block device to serve' })
     .option('export', { type: 'string', describe: 'export name (default: the file name)' })
@@ -193,19 +232,16 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     .option('socket', { type: 'string', describe: 'listen on this unix socket instead of TCP' })
     .option('read-only', { type: 'boolean', default: false, describe: 'refuse writes (--file only)' })
     .option('block-size', { type: 'number', describe: 'minimum block size advertised for --file (power of two, default 1); misaligned requests get EINVAL' })
-    .option('tls', { choices: TLS_MODES, default: 'off' as TlsMode, describe: 'STARTTLS: off, on (plain and TLS clients) or require (TLS before any other option)' })
-    .option('tls-certificates', { type: 'string', describe: 'directory with ca-cert.pem, server-cert.pem, server-key.pem (as nbdkit and qemu)' })
-    .option('tls-psk', { type: 'string', describe: 'pre-shared keys file, USERNAME:HEXKEY lines (psktool format)' })
-    .option('tls-verify-peer', { type: 'boolean', default: false, describe: 'require a client certificate signed by ca-cert.pem' })
     .option('force', { type: 'boolean', default: false, describe: 'assemble even with stale members or dirty and degraded (as mdadm --force)' })
     .option('metrics', { type: 'string', describe: 'serve Prometheus metrics at http://HOST:PORT/metrics (array controllers only)' })
     .conflicts('socket', 'listen') as unknown as Argv<ServeArgs>,
   handler: async (args) => {
     serverLimits(args); // bad limits are refused before anything is opened
+    const logFormat = parseLogFormat(args['log-format'] ?? 'human');
     if (args.metrics !== undefined) parseAddress(args.metrics, '--metrics');
     if (args.file && args.metrics !== undefined) throw new NbdraidError('ENOTSUP', 'serve --file --metrics', 'metrics are served by array controllers (serve NAME); a plain file server has none');
-    if (args.file) return serveFile({ ...args, file: args.file });
-    if (args.name) return serveArray(args.name, args);
+    if (args.file) return serveFile({ ...args, file: args.file }, logFormat);
+    if (args.name) return serveArray(args.name, args, logFormat);
     throw new NbdraidError('EINVAL', 'serve', 'name what to serve: an array NAME or --file PATH');
   },
 };

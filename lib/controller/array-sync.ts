@@ -6,6 +6,7 @@ import type { ArrayRecord, Coordinator, MemberRecord } from '../coordination/ind
 import { openMember } from '../raid/members.js';
 import { parseUuid } from '../raid/superblock.js';
 import type { RaidVolume } from '../raid/volume.js';
+import type { Log } from '../log.js';
 import type { Checkpoint, RebuildDataset } from './steps.js';
 
 export class ArraySync {
@@ -17,7 +18,7 @@ export class ArraySync {
     private readonly coord: Coordinator,
     private readonly volume: RaidVolume,
     private readonly arrayName: string,
-    private readonly log: (line: string) => void,
+    private readonly log: Log,
   ) {}
 
   /** Brings the volume up to date; concurrent callers share one run (and a change during it reruns). */
@@ -65,7 +66,7 @@ export class ArraySync {
         await this.volume.finishRebuild(m.slot);
       }
     } catch (err) {
-      this.log(`${rec.name}: could not apply ${m.state} to member ${m.slot}: ${(err as Error).message}`);
+      this.log({ event: 'member.apply-failed', level: 'warn', message: `${rec.name}: could not apply ${m.state} to member ${m.slot}: ${(err as Error).message}`, fields: { slot: m.slot, state: m.state } });
     }
   }
 
@@ -93,6 +94,6 @@ export class ArraySync {
     const recorded = (this.volume.meta.diskInSlot(slot)?.recoveryOffset ?? 0) / (g.chunk / 512);
     const prefix = s.recovered.prefix();
     if (prefix >= g.stripes || prefix - recorded < Math.max(1, Math.floor(g.stripes / 16))) return;
-    this.volume.checkpointRecovery(slot).catch((err: Error) => this.log(`${this.arrayName}: recovery offset not recorded: ${err.message}`));
+    this.volume.checkpointRecovery(slot).catch((err: Error) => this.log({ event: 'recovery.checkpoint-failed', level: 'warn', message: `${this.arrayName}: recovery offset not recorded: ${err.message}`, fields: { slot } }));
   }
 }

@@ -2,6 +2,7 @@
 // every partition is COMPLETE. They must be idempotent: an initiator that dies inside one has it
 // run again by its successor.
 import type { Coordinator, TaskRecord } from '../coordination/index.js';
+import type { Log } from '../log.js';
 import type { RaidVolume } from '../raid/volume.js';
 import type { ArraySync } from './array-sync.js';
 import { type Checkpoint, type Mismatch, type RebuildDataset, describeMismatch } from './steps.js';
@@ -10,7 +11,7 @@ import { type Checkpoint, type Mismatch, type RebuildDataset, describeMismatch }
 const MAX_LISTED = 1000;
 
 export function registerCompletions(coord: Coordinator, volume: RaidVolume, arrayName: string, sync: ArraySync,
-  log: (line: string) => void): void {
+  log: Log): void {
   const mine = (t: TaskRecord) => t.arrayName === arrayName;
 
   coord.onCompletion('rebuild', async (task) => {
@@ -26,21 +27,25 @@ export function registerCompletions(coord: Coordinator, volume: RaidVolume, arra
     if (m?.state !== 'active' || m.slot !== slot) {
       throw new Error(`${path} is ${m?.state ?? 'gone'} in the record, not active in slot ${slot}: it was changed while the rebuild finished`);
     }
-    log(`${arrayName}: rebuild of slot ${slot} complete; array optimal`);
+    log({ event: 'rebuild.complete', message: `${arrayName}: rebuild of slot ${slot} complete; array optimal`, fields: { task: task.id, slot, path } });
     return { slot, path };
   });
 
   const scrubResult = (task: TaskRecord, repaired: boolean) => {
     const stripes = coord.tasks.partitions(task.id).flatMap((p) => (p.checkpoint as Checkpoint | null)?.mismatches ?? []);
     const list: Mismatch[] = stripes.slice(0, MAX_LISTED).map((s) => describeMismatch(volume, s, repaired));
-    log(`${arrayName}: ${task.kind} found ${stripes.length} mismatched stripes${repaired && stripes.length > 0 ? ' (parity rewritten)' : ''}`);
+    log({
+      event: `${task.kind}.complete`,
+      message: `${arrayName}: ${task.kind} found ${stripes.length} mismatched stripes${repaired && stripes.length > 0 ? ' (parity rewritten)' : ''}`,
+      fields: { task: task.id, mismatches: stripes.length, repaired },
+    });
     return { mismatches: stripes.length, list, truncated: stripes.length > MAX_LISTED };
   };
   coord.onCompletion('check', (task) => scrubResult(task, false));
   coord.onCompletion('repair', (task) => scrubResult(task, true));
   coord.onCompletion('resync', (task) => {
     const result = scrubResult(task, true);
-    log(`${arrayName}: resync complete; array clean`);
+    log({ event: 'array.clean', message: `${arrayName}: resync complete; array clean`, fields: { task: task.id } });
     return result;
   });
 }

@@ -16,6 +16,7 @@ import { ControllerMetrics, type MetricsAddress } from './metrics.js';
 import { planRange, planRegions, regionStripes } from './plans.js';
 import { type RebuildDataset, runStep } from './steps.js';
 import { NbdraidError } from '../errors.js';
+import { type Log, type LogFormat, lineLog, plainLines } from '../log.js';
 import { RecordStore } from './record-store.js';
 import { SuperblockWriter } from './superblock-writer.js';
 import { Throttle } from './throttle.js';
@@ -27,7 +28,10 @@ export interface ControllerOptions {
   listen: ListenAddress;
   /** Assemble even with stale members or a dirty degraded array (as mdadm --force). */
   force?: boolean;
-  log?: (line: string) => void;
+  /** Where log entries go; default: stderr in `logFormat`. */
+  log?: Log;
+  /** The format of the default log (lib/log.ts); default human. */
+  logFormat?: LogFormat;
   /** The NBD server's limits (payload budget, connections, timeouts). */
   serverLimits?: Omit<NbdServerOptions, 'exports' | 'log'>;
   /** Serve Prometheus metrics at http://HOST:PORT/metrics (metrics.ts); none without. */
@@ -70,7 +74,8 @@ export class Controller {
     readonly leaseStore: LeaseStore,
     readonly writer: SuperblockWriter,
     readonly opts: ControllerOptions,
-    private readonly log: (line: string) => void,
+    /** This controller's log (serve prints its own lines through it too). */
+    readonly log: Log,
   ) {
     const name = opts.arrayName;
     this.regionStripes = regionStripes(volume.g);
@@ -93,9 +98,13 @@ export class Controller {
    * then take background work.
    */
   static async start(opts: ControllerOptions): Promise<Controller> {
-    const log = opts.log ?? ((line: string) => process.stderr.write(`nbdraid: ${line}\n`));
+    const context: { controller?: number; array: string } = { array: opts.arrayName };
+    const log = opts.log ?? lineLog(opts.logFormat ?? 'human', context);
     const address = 'path' in opts.listen ? `unix:${opts.listen.path}` : `${opts.listen.host ?? '127.0.0.1'}:${opts.listen.port}`;
-    const coord = CoordinatorClass.open(opts.stateDir, { address, onError: (e) => log(`coordination: ${e.message}`) });
+    const coord = CoordinatorClass.open(opts.stateDir, {
+      address, onError: (e) => log({ event: 'coordination.error', level: 'error', message: `coordination: ${e.message}` }),
+    });
+    context.controller = coord.id;
     let metrics: ControllerMetrics | null = null;
     try {
       const name = opts.arrayName;
@@ -107,11 +116,11 @@ export class Controller {
       const writer = new SuperblockWriter(coord.arrays, opts.stateDir, name);
       // The record is the truth: a change it holds that a killed writer left half written
       // reaches every member before they are assembled (else assembly sees them torn).
-      if (writer.behind()) await writer.sync().catch((err: Error) => log(`${name}: superblocks not brought up to the record before assembly: ${err.message}`));
+      if (writer.behind()) await writer.sync().catch((err: Error) => superblockFailed(log, `${name}: superblocks not brought up to the record before assembly: ${err.message}`));
       const cache = coord.leases(name, {
         idleCleanMs: IDLE_CLEAN_MS,
         afterDirty: () => writer.sync(),
-        afterClean: () => void writer.sync().catch((err: Error) => log(`${name}: superblocks not marked clean: ${err.message}`)),
+        afterClean: () => void writer.sync().catch((err: Error) => superblockFailed(log, `${name}: superblocks not marked clean: ${err.message}`)),
       });
       // The volume, its gate and the controller refer to each other; `late` ties them after creation.
       const late: { ctl?: Controller; gate?: LeaseGate } = {};
@@ -126,7 +135,7 @@ export class Controller {
             leave: (a, b, w) => late.gate!.leave(a, b, w),
           },
           onMemberFailed: (slot, reason) => late.ctl?.memberFailed(slot, reason),
-          log,
+          log: plainLines(log, 'raid'),
         },
       });
       try {
@@ -145,7 +154,7 @@ export class Controller {
         onRequest: () => late.ctl?.throttle.noteForeground(),
         afterFetch: (a, b) => late.ctl?.afterFetch(a, b),
       });
-      const server = new NbdServer({ ...opts.serverLimits, exports: [{ name, device: volume }], observer: metrics?.requests, log });
+      const server = new NbdServer({ ...opts.serverLimits, exports: [{ name, device: volume }], observer: metrics?.requests, log: plainLines(log, 'nbd') });
       const ctl = new Controller(coord, volume, server, cache, coord.leaseStore(name), writer, opts, log);
       late.ctl = ctl;
       ctl.metrics = metrics;
@@ -186,7 +195,7 @@ export class Controller {
         await this.cache.cleanFlushed();
         await this.writer.sync();
       } catch (err) {
-        this.log(`${this.opts.arrayName}: could not mark the array clean on stop: ${(err as Error).message}`);
+        this.log({ event: 'array.clean-failed', level: 'warn', message: `${this.opts.arrayName}: could not mark the array clean on stop: ${(err as Error).message}` });
       }
     }
     await this.volume.close();
@@ -196,7 +205,7 @@ export class Controller {
   /** Brings the superblocks up to the record (cheap when nothing changed); errors are logged. */
   private syncSuperblocks(): void {
     if (this.stopped) return;
-    this.writer.sync().catch((err: Error) => this.log(`${this.opts.arrayName}: superblock update failed: ${err.message}`));
+    this.writer.sync().catch((err: Error) => superblockFailed(this.log, `${this.opts.arrayName}: superblock update failed: ${err.message}`));
   }
 
   /**
@@ -210,7 +219,7 @@ export class Controller {
       await this.volume.flush();
       this.cache.flushed(token);
     } catch (err) {
-      this.log(`${this.opts.arrayName}: flush for write intent failed: ${(err as Error).message}`);
+      this.log({ event: 'write-intent.flush-failed', level: 'warn', message: `${this.opts.arrayName}: flush for write intent failed: ${(err as Error).message}` });
     }
   }
 
@@ -243,13 +252,15 @@ export class Controller {
       const bad = await runStep(this.volume, 'resync', null, start, count);
       this.leaseStore.clearResync([region]);
       this.syncSuperblocks();
-      if (bad.length > 0) this.log(`${this.opts.arrayName}: region ${region} resynced before use (${bad.length} stripes fixed)`);
+      if (bad.length > 0) {
+        this.log({ event: 'region.resynced', message: `${this.opts.arrayName}: region ${region} resynced before use (${bad.length} stripes fixed)`, fields: { region, stripesFixed: bad.length } });
+      }
     }
   }
 
   /** The volume failed a member (its store records it in the registry and the superblocks). */
   private memberFailed(slot: number, reason: string): void {
-    this.log(`${this.opts.arrayName}: member ${slot} failed (${reason})`);
+    this.log({ event: 'member.failed', level: 'warn', message: `${this.opts.arrayName}: member ${slot} failed (${reason})`, fields: { slot, reason } });
     void this.duties();
   }
 
@@ -262,7 +273,7 @@ export class Controller {
       await this.maybeStartRebuild();
       this.maybeStartResync();
     } catch (err) {
-      this.log(`${this.opts.arrayName}: ${(err as Error).message}`);
+      this.log({ event: 'duty.failed', level: 'error', message: `${this.opts.arrayName}: ${(err as Error).message}` });
     }
   }
 
@@ -302,7 +313,11 @@ export class Controller {
 
   private createRebuild(dataset: RebuildDataset): void {
     const task = this.coord.createTask({ kind: 'rebuild', arrayName: this.opts.arrayName, dataset, partitions: planRange(this.volume.g.stripes, this.regionStripes) });
-    this.log(`${this.opts.arrayName}: rebuilding slot ${dataset.slot} onto ${dataset.path} (task ${task.id}, ${task.partitionsTotal} partitions)`);
+    this.log({
+      event: 'rebuild.started',
+      message: `${this.opts.arrayName}: rebuilding slot ${dataset.slot} onto ${dataset.path} (task ${task.id}, ${task.partitionsTotal} partitions)`,
+      fields: { task: task.id, slot: dataset.slot, path: dataset.path, partitions: task.partitionsTotal },
+    });
     this.worker.poke();
   }
 
@@ -334,7 +349,7 @@ export class Controller {
       return this.syncSuperblocks();
     }
     const task = this.coord.createTask({ kind: 'resync', arrayName: this.opts.arrayName, dataset: { regions }, partitions: parts });
-    this.log(`${this.opts.arrayName}: resync of ${regions.length} dirty regions left by stopped controllers (task ${task.id})`);
+    this.log({ event: 'resync.started', message: `${this.opts.arrayName}: resync of ${regions.length} dirty regions left by stopped controllers (task ${task.id})`, fields: { task: task.id, regions } });
     this.worker.poke();
   }
 }
@@ -365,8 +380,12 @@ function refuseDirtyDegraded(coord: Coordinator, name: string, force: boolean): 
 }
 
 /** Forced to serve dirty and degraded: say where the data may be wrong. */
-function warnForced(coord: Coordinator, name: string, missing: number[], log: (line: string) => void): void {
+function warnForced(coord: Coordinator, name: string, missing: number[], log: Log): void {
   const { dirty, where } = dirtyRegions(coord, name);
   if (missing.length === 0 || !dirty) return;
-  log(`${name}: WARNING: serving dirty and degraded by --force: data in ${where} may be wrong where slot ${missing.join(', ')} is reconstructed`);
+  log({ event: 'array.forced', level: 'warn', message: `${name}: WARNING: serving dirty and degraded by --force: data in ${where} may be wrong where slot ${missing.join(', ')} is reconstructed`, fields: { missing } });
+}
+
+function superblockFailed(log: Log, message: string): void {
+  log({ event: 'superblock.update-failed', level: 'warn', message });
 }

@@ -3,6 +3,7 @@
 // region, and give the partition back (with its checkpoint) on pause or shutdown.
 import type { Claimed, Coordinator, LeaseCache, LeaseStore, PartitionRef } from '../coordination/index.js';
 import { NbdraidError } from '../errors.js';
+import type { Log } from '../log.js';
 import type { RaidVolume } from '../raid/volume.js';
 import { type Checkpoint, runStep, writesParity } from './steps.js';
 import type { Throttle } from './throttle.js';
@@ -15,7 +16,7 @@ export interface WorkerContext {
   throttle: Throttle;
   regionStripes: number;
   arrayName: string;
-  log: (line: string) => void;
+  log: Log;
   /** Called before a claimed partition runs (e.g. to adopt membership changes first). */
   beforeRun?: (claimed: Claimed) => Promise<void>;
   /** Called after a region's pending resync was cleared (the array may now be clean). */
@@ -61,7 +62,7 @@ export class Worker {
       try {
         claimed = this.ctx.volume.offline ? undefined : await this.ctx.coord.async.claim({ arrayName: this.ctx.arrayName });
       } catch (err) {
-        this.ctx.log(`claim failed: ${(err as Error).message}`);
+        this.ctx.log({ event: 'partition.claim-failed', level: 'warn', message: `claim failed: ${(err as Error).message}` });
       }
       if (claimed) await this.runPartition(claimed);
       else await this.idle();
@@ -136,11 +137,11 @@ export class Worker {
       await this.tryRelease(ref);
       return;
     }
-    this.ctx.log(`task ${ref.taskId} partition ${ref.idx} failed: ${err.message}`);
+    this.ctx.log({ event: 'partition.failed', level: 'error', message: `task ${ref.taskId} partition ${ref.idx} failed: ${err.message}`, fields: { task: ref.taskId, partition: ref.idx } });
     try {
       await this.ctx.coord.async.fail(ref, err.message);
     } catch (e) {
-      this.ctx.log(`could not record the failure: ${(e as Error).message}`);
+      this.ctx.log({ event: 'partition.fail-unrecorded', level: 'error', message: `could not record the failure: ${(e as Error).message}`, fields: { task: ref.taskId, partition: ref.idx } });
     }
   }
 

@@ -69,10 +69,10 @@ export function serveArray(t: TestHooks | null, arr: TestArray, nodeArgs: string
   return launch(t, arr, 1, (ports) => [...nodeArgs, nbdraidCli, '--state', arr.state, 'serve', arr.name, '--listen', `127.0.0.1:${ports[0]}`]);
 }
 
-/** N controllers: `nbdraid cluster NAME --controllers N --listen 127.0.0.1:PORT` (controller i on PORT+i). */
-export function clusterArray(t: TestHooks | null, arr: TestArray, controllers: number): Promise<ArrayProcess> {
+/** N controllers: `nbdraid cluster NAME --controllers N --listen 127.0.0.1:PORT` (controller i on PORT+i), plus `extra` flags. */
+export function clusterArray(t: TestHooks | null, arr: TestArray, controllers: number, extra: string[] = []): Promise<ArrayProcess> {
   return launch(t, arr, controllers, (ports) =>
-    [nbdraidCli, '--state', arr.state, 'cluster', arr.name, '--controllers', String(controllers), '--listen', `127.0.0.1:${ports[0]}`]);
+    [nbdraidCli, '--state', arr.state, 'cluster', arr.name, '--controllers', String(controllers), '--listen', `127.0.0.1:${ports[0]}`, ...extra]);
 }
 
 async function launch(t: TestHooks | null, arr: TestArray, n: number, args: (ports: number[]) => string[]): Promise<ArrayProcess> {
