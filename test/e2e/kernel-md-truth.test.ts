@@ -12,15 +12,10 @@ import { NbdClient } from '../../lib/transport/client.js';
 import { runGuest, shareFile } from '../helpers/guest.js';
 import { createArray, lastTaskId, serveArray, waitTask, type TestArray } from '../helpers/raid-array.js';
 import { runTool } from '../helpers/run-tool.js';
+import { seededBytes } from '../helpers/prng.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const MIB = 1 << 20;
-
-function pattern(tag: number, len: number): Buffer {
-  const b = Buffer.alloc(len);
-  for (let i = 0; i < len; i += 4) b.writeUInt32LE((Math.imul(i + 1, 0x9e3779b1) ^ tag) >>> 0, i);
-  return b;
-}
 
 const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
 
@@ -40,11 +35,11 @@ async function state(member: string): Promise<string> {
 async function absentSet(t: Test, dir: string): Promise<{ arr: TestArray; want: string }> {
   const arr = await createArray({ dir, name: 'absent', memberSize: '24M' });
   let srv = await serveArray(t, arr);
-  (await write(srv.ports[0], arr.name, 0, pattern(1, 16 * MIB))).close();
+  (await write(srv.ports[0], arr.name, 0, seededBytes(16 * MIB, 1))).close();
   await srv.stop();
   await arr.cli('assemble', arr.name, ...arr.members.filter((_, i) => i !== 3));
   srv = await serveArray(t, arr);
-  const B = pattern(2, 16 * MIB);
+  const B = seededBytes(16 * MIB, 2);
   (await write(srv.ports[0], arr.name, 0, B)).close();
   await srv.stop();
   return { arr, want: sha(B) };
@@ -54,9 +49,9 @@ async function absentSet(t: Test, dir: string): Promise<{ arr: TestArray; want: 
 async function crashedSet(t: Test, dir: string): Promise<{ arr: TestArray; want: string; wasActive: string }> {
   const arr = await createArray({ dir, name: 'crashed', memberSize: '24M' });
   const srv = await serveArray(t, arr);
-  const W = pattern(3, 8 * MIB);
+  const W = seededBytes(8 * MIB, 3);
   const c = await write(srv.ports[0], arr.name, 4 * MIB, W);
-  await c.write(40 * MIB, pattern(4, 3 * 4096)); // a partial stripe, acknowledged, not flushed
+  await c.write(40 * MIB, seededBytes(3 * 4096, 4)); // a partial stripe, acknowledged, not flushed
   const wasActive = await state(arr.members[0]);
   await srv.kill();
   c.close();
@@ -69,7 +64,7 @@ async function rebuiltSet(t: Test, dir: string): Promise<{ members: string[]; wa
   const spare = `${dir}/spare`;
   await arr.cli('add-spare', arr.name, spare, '--size', '24M');
   const srv = await serveArray(t, arr);
-  const c = await write(srv.ports[0], arr.name, 2 * MIB, pattern(5, 20 * MIB));
+  const c = await write(srv.ports[0], arr.name, 2 * MIB, seededBytes(20 * MIB, 5));
   const before = await lastTaskId(arr);
   await arr.cli('fail', arr.name, '--member', '2');
   const done = await waitTask(arr, 'rebuild', before, 120_000);

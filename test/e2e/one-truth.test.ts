@@ -12,6 +12,7 @@ import { NbdClient } from '../../lib/transport/client.js';
 import { createArray, serveArray, type TestArray } from '../helpers/raid-array.js';
 import { freePort } from '../helpers/free-port.js';
 import { killGroup, runTool } from '../helpers/run-tool.js';
+import { seededBytes } from '../helpers/prng.js';
 import { nbdraidCli, spawnServer } from '../helpers/server-process.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
@@ -25,12 +26,6 @@ async function examine(member: string): Promise<Examined> {
   return { events: Number(field('Events')), state: field('State'), arrayState: field('Array State').split(' ')[0] };
 }
 
-function pattern(tag: number, len: number): Buffer {
-  const b = Buffer.alloc(len);
-  for (let i = 0; i < len; i += 4) b.writeUInt32LE((Math.imul(i + 1, 0x9e3779b1) ^ tag) >>> 0, i);
-  return b;
-}
-
 async function connect(port: number, name: string): Promise<NbdClient> {
   return NbdClient.connect({ host: '127.0.0.1', port, exportName: name });
 }
@@ -42,8 +37,8 @@ async function writeSpan(c: NbdClient, offset: number, data: Buffer): Promise<vo
 
 t.test('a member absent at a degraded start stays out, for mdadm and for nbdraid', async (t) => {
   const arr = await createArray({ dir: tempDir(t, 'nbdraid-truth-absent-'), name: 'absent', memberSize: '40M' });
-  const A = pattern(1, 32 * MIB);
-  const B = pattern(2, 32 * MIB);
+  const A = seededBytes(32 * MIB, 1);
+  const B = seededBytes(32 * MIB, 2);
   let srv = await serveArray(t, arr);
   let c = await connect(srv.ports[0], arr.name);
   await writeSpan(c, 0, A);
@@ -83,7 +78,7 @@ t.test('superblocks say active while writes are in flight and clean after a clea
   t.equal(before.state, 'clean', 'clean when created');
   const srv = await serveArray(t, arr);
   const c = await connect(srv.ports[0], arr.name);
-  await c.write(123 * 4096, pattern(3, 64 * 1024));
+  await c.write(123 * 4096, seededBytes(64 * 1024, 3));
   const during = await Promise.all(arr.members.map(examine));
   t.same(during.map((e) => e.state), Array(5).fill('active'), 'every member says active once a write is acknowledged');
   t.ok(during[0].events > before.events, `events moved (${before.events} -> ${during[0].events})`);
@@ -121,10 +116,10 @@ t.test('killed between a data write and its parity write: dirty; degraded refuse
   // left-symmetric, 5 members, 512 KiB chunks: stripe 0 has data chunk 0 on m0, chunk 1 on m1, parity on m4.
   const parity = arr.members[4];
   const { s, client } = await serveKilledAt(arr, parity, 3); // m4's writes: superblock (active), parity of X, parity of Y
-  const X = pattern(4, 4096);
+  const X = seededBytes(4096, 4);
   await client.write(512 * 1024, X); // chunk 1: acknowledged, then flushed
   await client.flush();
-  const Y = pattern(5, 4096);
+  const Y = seededBytes(4096, 5);
   const killed = await client.write(0, Y).then(() => 'acknowledged', () => 'failed');
   const died = await Promise.race([s.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 20_000).unref())]);
   client.close();

@@ -6,7 +6,7 @@ import type { LayoutName } from '../../lib/raid/geometry.js';
 import { ArrayMetadata } from '../../lib/raid/metadata.js';
 import { RaidVolume, type RaidVolumeOptions } from '../../lib/raid/volume.js';
 import { FaultDevice } from '../../lib/transport/fault-device.js';
-import { randomBytes } from './util.js';
+import { randomBytes } from '../helpers/prng.js';
 
 export const DATA_OFFSET = 8192;
 

@@ -1,18 +1,9 @@
 import t from 'tap';
+import { seededBytes } from '../helpers/prng.js';
 import { alignedBuffer, isZero, xorAll, xorInto } from '../../lib/raid/parity.js';
 
 function naive(a: Buffer, b: Buffer): Buffer {
   return Buffer.from(a.map((x, i) => x ^ b[i]));
-}
-
-function random(len: number, seed: number): Buffer {
-  const b = Buffer.alloc(len);
-  let x = seed;
-  for (let i = 0; i < len; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
 }
 
 t.test('xorInto matches byte-wise XOR for aligned, unaligned and odd tails', async (t) => {
@@ -22,8 +13,8 @@ t.test('xorInto matches byte-wise XOR for aligned, unaligned and odd tails', asy
       const backingS = alignedBuffer(len + 32);
       const d = backingD.subarray(dOff, dOff + len);
       const s = backingS.subarray(sOff, sOff + len);
-      random(len, len + dOff).copy(d);
-      random(len, len * 7 + sOff).copy(s);
+      seededBytes(len, len + dOff).copy(d);
+      seededBytes(len, len * 7 + sOff).copy(s);
       const want = naive(d, s);
       xorInto(d, s);
       t.ok(d.equals(want), `len ${len} offsets ${dOff}/${sOff}`);
@@ -32,7 +23,7 @@ t.test('xorInto matches byte-wise XOR for aligned, unaligned and odd tails', asy
 });
 
 t.test('xorAll and isZero', async (t) => {
-  const parts = [1, 2, 3, 4].map((k) => random(8192, k));
+  const parts = [1, 2, 3, 4].map((k) => seededBytes(8192, k));
   const p = alignedBuffer(8192);
   xorAll(p, parts);
   for (const x of parts) xorInto(p, x);

@@ -21,24 +21,3 @@ export async function rejectsWith(t: Asserter, fn: () => unknown, code: string, 
   t.fail(`${msg || 'rejects'}: wanted ${code}, but it succeeded`);
   return undefined;
 }
-
-/** Small deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-export function randomBytes(rand: () => number, len: number): Buffer {
-  const b = Buffer.allocUnsafe(len);
-  for (let i = 0; i < len; i += 4) {
-    const v = (rand() * 4294967296) >>> 0;
-    for (let k = 0; k < 4 && i + k < len; k++) b[i + k] = (v >>> (8 * k)) & 0xff;
-  }
-  return b;
-}

@@ -11,7 +11,8 @@ import { RaidVolume } from '../../lib/raid/volume.js';
 import { NbdClient } from '../../lib/transport/client.js';
 import { startServer } from '../transport/fixtures.js';
 import { faultyArray, fill, readAll } from './fixture.js';
-import { randomBytes, rejectsWith, rng } from './util.js';
+import { randomBytes, rng } from '../helpers/prng.js';
+import { rejectsWith } from './util.js';
 
 const MAX_SECTORS = 40;
 

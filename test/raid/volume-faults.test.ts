@@ -9,7 +9,8 @@ import { ROLE_FAULTY, isClean } from '../../lib/raid/superblock.js';
 import { RaidVolume } from '../../lib/raid/volume.js';
 import { waitUntil } from '../helpers/deadline.js';
 import { faultyArray, fill, memoryArray, readAll } from './fixture.js';
-import { randomBytes, rejectsWith, rng } from './util.js';
+import { randomBytes, rng } from '../helpers/prng.js';
+import { rejectsWith } from './util.js';
 
 const MAX_SECTORS = 80;
 

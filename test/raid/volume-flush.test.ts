@@ -7,7 +7,7 @@ import { assembleArray } from '../../lib/raid/assemble.js';
 import { RaidVolume } from '../../lib/raid/volume.js';
 import { Disk, PowerLossDevice } from '../helpers/power-loss-device.js';
 import { memoryArray } from './fixture.js';
-import { randomBytes, rng } from './util.js';
+import { randomBytes, rng } from '../helpers/prng.js';
 
 async function twoViews() {
   const { devices } = await memoryArray(5, 16384, 'left-symmetric', 16);

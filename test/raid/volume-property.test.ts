@@ -6,7 +6,7 @@ import t from 'tap';
 import { LAYOUTS, type LayoutName } from '../../lib/raid/geometry.js';
 import type { RaidVolume } from '../../lib/raid/volume.js';
 import { memoryArray, quietVolume, readAll, withoutSlot } from './fixture.js';
-import { randomBytes, rng } from './util.js';
+import { randomBytes, rng } from '../helpers/prng.js';
 
 type Op = { kind: 'write' | 'zero' | 'trim' | 'read'; offset: number; length: number; fua: boolean };
 

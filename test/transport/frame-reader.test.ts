@@ -4,6 +4,7 @@ import t from 'tap';
 import { ByteQueue } from '../../lib/transport/byte-queue.js';
 import { encodeClientFlags, encodeGreeting, encodeOption, encodeOptionReply, encodeExportNameReply } from '../../lib/transport/codec-handshake.js';
 import { encodeChunk, encodeRequest, encodeSimpleReply } from '../../lib/transport/codec-transmission.js';
+import { rng } from '../helpers/prng.js';
 import { ClientFrameReader, type ClientFrame, ServerFrameReader, type ServerFrame } from '../../lib/transport/frame-reader.js';
 
 const limits = { maxOptionData: 64, maxPayload: 1024, maxDiscard: 4096 };
@@ -29,11 +30,6 @@ function randomCuts(len: number, rnd: () => number): number[] {
   const at: number[] = [];
   for (let p = Math.floor(rnd() * 40); p < len; p += 1 + Math.floor(rnd() * 300)) at.push(p);
   return at;
-}
-
-function lcg(seed: number): () => number {
-  let s = seed;
-  return () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 0x1_0000_0000;
 }
 
 // What a client sends: flags, EXTENDED_HEADERS, an option over maxOptionData, GO, then extended
@@ -75,7 +71,7 @@ t.test('server reader: whole stream, every split, single bytes, random chunkings
     if (JSON.stringify(got, big) !== JSON.stringify(whole, big)) t.fail(`split at ${i} differs`);
   }
   t.same(serverFrames(cut(clientStream, [...Array(clientStream.length).keys()].slice(1))), whole, 'one byte at a time');
-  const rnd = lcg(7);
+  const rnd = rng(7);
   for (let k = 0; k < 200; k++) t.same(serverFrames(cut(clientStream, randomCuts(clientStream.length, rnd))), whole);
 });
 
@@ -173,7 +169,7 @@ t.test('client reader: every split and random chunkings', async (t) => {
   for (let i = 1; i < serverStream.length; i++) {
     if (norm(clientFrames(cut(serverStream, [i]))) !== norm(whole)) t.fail(`split at ${i} differs`);
   }
-  const rnd = lcg(11);
+  const rnd = rng(11);
   for (let k = 0; k < 200; k++) t.equal(norm(clientFrames(cut(serverStream, randomCuts(serverStream.length, rnd)))), norm(whole));
 });
 

@@ -9,23 +9,16 @@ import { encodeRequest } from '../../lib/transport/codec-transmission.js';
 import { NbdClient } from '../../lib/transport/client.js';
 import * as C from '../../lib/transport/constants.js';
 import { MemoryDevice } from '../../lib/transport/memory-device.js';
+import { randomInt, randomBytes as seededRandomBytes, rng } from '../helpers/prng.js';
 import { startServer } from './fixtures.js';
 
 const TARGET = 10_000;
 const TIME_LIMIT_MS = 90_000;
 const CONCURRENCY = 32;
 
-let seed = 12345;
-function rnd(n: number): number {
-  seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-  return (seed >>> 8) % n;
-}
-
-function randomBytes(n: number): Buffer {
-  const b = Buffer.alloc(n);
-  for (let i = 0; i < n; i++) b[i] = rnd(256);
-  return b;
-}
+const rand = rng(12345);
+const rnd = (n: number): number => randomInt(rand, n);
+const randomBytes = (n: number): Buffer => seededRandomBytes(rand, n);
 
 /** Flips, overwrites or truncates a few bytes of a valid message. */
 function mutate(b: Buffer): Buffer {

@@ -6,6 +6,7 @@ import { NbdClient, type ConnectOptions } from '../../lib/transport/client.js';
 import * as C from '../../lib/transport/constants.js';
 import { FaultDevice } from '../../lib/transport/fault-device.js';
 import { MemoryDevice } from '../../lib/transport/memory-device.js';
+import { seededBytes } from '../helpers/prng.js';
 import { GatedDevice, memoryExport, shapedDevice, startServer, until } from './fixtures.js';
 
 const MODES: [string, Partial<ConnectOptions>][] = [
@@ -20,20 +21,13 @@ function shaped(): MemoryDevice {
   return shapedDevice(SIZE, { minimum: 512, preferred: 4096, maximum: 1 << 20 }, { fastZero: false }) as MemoryDevice;
 }
 
-function random(n: number, seed: number): Buffer {
-  const b = Buffer.alloc(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) b[i] = (s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 24;
-  return b;
-}
-
 for (const [mode, opts] of MODES) {
   t.test(`commands, ${mode} replies`, async (t) => {
     const { addr } = await startServer(t, [memoryExport('m', SIZE)]);
     const c = await NbdClient.connect({ ...addr, exportName: 'm', ...opts });
     t.equal(c.structured, mode !== 'simple');
     t.equal(c.extended, mode === 'extended');
-    const data = random(200_000, 1);
+    const data = seededBytes(200_000, 1);
     await c.write(70_000, data, { fua: true });
     t.same(await c.read(70_000, data.length), data);
     const r = await c.request({ type: C.CMD_READ, offset: 0, length: 16 });
@@ -104,7 +98,7 @@ for (const [mode, opts] of MODES) {
     } else {
       cases.push(['PAYLOAD_LEN without extended headers', { type: C.CMD_READ, flags: C.CMD_FLAG_PAYLOAD_LEN, offset: 0, length: 512 }, C.NBD_EINVAL]);
     }
-    const marker = random(512, 9);
+    const marker = seededBytes(512, 9);
     await c.write(4096, marker);
     for (const [what, req, want] of cases) {
       t.equal(await errno(req), want, what);
@@ -145,9 +139,9 @@ for (const [mode, opts] of MODES) {
     await Promise.all(reads);
     t.same(order, [2, 0, 3, 1], 'replies follow completion, not request order');
     gated.release();
-    const writes = Array.from({ length: 64 }, (_, i) => c.write(i * 8192, random(8192, i)));
+    const writes = Array.from({ length: 64 }, (_, i) => c.write(i * 8192, seededBytes(8192, i)));
     const backs = await Promise.all(writes).then(() => Promise.all(Array.from({ length: 64 }, (_, i) => c.read(i * 8192, 8192))));
-    t.ok(backs.every((b, i) => b.equals(random(8192, i))), '64 pipelined writes then 64 pipelined reads');
+    t.ok(backs.every((b, i) => b.equals(seededBytes(8192, i))), '64 pipelined writes then 64 pipelined reads');
     await c.disconnect();
   });
 }
