@@ -10,6 +10,7 @@ import { parseUuid } from '../raid/superblock.js';
 import type { RaidVolume } from '../raid/volume.js';
 import { type ListenAddress, NbdServer, type NbdServerOptions } from '../transport/server.js';
 import { ArraySync } from './array-sync.js';
+import { BackgroundBytes } from './background-bytes.js';
 import { registerCompletions } from './completions.js';
 import { LeaseGate } from './lease-gate.js';
 import { ControllerMetrics, type MetricsAddress } from './metrics.js';
@@ -56,6 +57,8 @@ const RETRY_MS = 30_000;
 export class Controller {
   readonly regionStripes: number;
   readonly throttle: Throttle;
+  /** Member bytes this controller's background work read and wrote, by task kind. */
+  readonly bytes = new BackgroundBytes();
   private readonly worker: Worker;
   private readonly sync: ArraySync;
   private readonly timer: NodeJS.Timeout;
@@ -83,7 +86,8 @@ export class Controller {
     this.applyThrottle();
     this.sync = new ArraySync(coord, volume, name, log);
     this.worker = new Worker({
-      coord, volume, cache, leaseStore, throttle: this.throttle, regionStripes: this.regionStripes, arrayName: name, log,
+      coord, volume, cache, leaseStore, throttle: this.throttle, regionStripes: this.regionStripes, arrayName: name, log, bytes: this.bytes,
+      onLeaseWait: (seconds) => this.metrics?.leaseWaited(seconds, 'background'),
       beforeRun: () => this.sync.sync(),
       afterResync: () => this.syncSuperblocks(),
     });
@@ -153,12 +157,13 @@ export class Controller {
       late.gate = new LeaseGate(cache, regionStripes(volume.g), {
         onRequest: () => late.ctl?.throttle.noteForeground(),
         afterFetch: (a, b) => late.ctl?.afterFetch(a, b),
+        onLeaseWait: (seconds) => metrics?.leaseWaited(seconds, 'client'),
       });
       const server = new NbdServer({ ...opts.serverLimits, exports: [{ name, device: volume }], observer: metrics?.requests, log: plainLines(log, 'nbd') });
       const ctl = new Controller(coord, volume, server, cache, coord.leaseStore(name), writer, opts, log);
       late.ctl = ctl;
       ctl.metrics = metrics;
-      metrics?.attach({ coord, volume, server, throttle: ctl.throttle });
+      metrics?.attach({ coord, volume, server, throttle: ctl.throttle, bytes: ctl.bytes });
       await ctl.sync.sync();
       await server.listen(opts.listen);
       ctl.worker.start();
@@ -249,7 +254,7 @@ export class Controller {
       if (this.volume.slots.some((s) => s.state !== 'active')) break; // degraded: parity cannot be recomputed
       const start = region * this.regionStripes;
       const count = Math.min(this.regionStripes, this.volume.g.stripes - start);
-      const bad = await runStep(this.volume, 'resync', null, start, count);
+      const bad = await runStep(this.volume, 'resync', null, start, count, this.bytes);
       this.leaseStore.clearResync([region]);
       this.syncSuperblocks();
       if (bad.length > 0) {

@@ -11,6 +11,8 @@ export interface LeaseGateHooks {
   onRequest?: () => void;
   /** After leases were fetched from the database rather than found cached. */
   afterFetch?: (firstRegion: number, lastRegion: number) => Promise<void> | void;
+  /** A request whose leases were not all cached, and how long it waited for them (s). */
+  onLeaseWait?: (seconds: number) => void;
 }
 
 export class LeaseGate implements RegionGate {
@@ -31,8 +33,10 @@ export class LeaseGate implements RegionGate {
   /** Acquires [from, last] in ascending order (regions below `from` are already held). */
   private async fetch(first: number, from: number, last: number, write: boolean): Promise<void> {
     let r = from;
+    const asked = performance.now();
     try {
       for (; r <= last; r++) await this.cache.acquire(r, { write });
+      this.hooks.onLeaseWait?.((performance.now() - asked) / 1000);
       await this.hooks.afterFetch?.(first, last);
     } catch (err) {
       if (r > first) this.leave(first, Math.min(r, last + 1) - 1, write);

@@ -5,7 +5,7 @@
 //
 //   const metrics = await ControllerMetrics.listen('r5', { host: '127.0.0.1', port: 9100 });
 //   new NbdServer({ observer: metrics.requests, ... });
-//   metrics.attach({ coord, volume, server, throttle });  // scrapes now see the controller
+//   metrics.attach({ coord, volume, server, throttle, bytes });  // scrapes now see the controller
 //   await metrics.close();
 import http from 'node:http';
 import type net from 'node:net';
@@ -17,6 +17,7 @@ import type { SlotState } from '../raid/slots.js';
 import type { RaidVolume } from '../raid/volume.js';
 import type { NbdServer } from '../transport/server.js';
 import type { CommandName, RequestObserver } from '../transport/stats.js';
+import type { BackgroundBytes } from './background-bytes.js';
 import type { Throttle } from './throttle.js';
 
 /** What the collect callbacks read; absent until the controller has started. */
@@ -25,7 +26,11 @@ export interface MetricsSource {
   volume: RaidVolume;
   server: NbdServer;
   throttle: Throttle;
+  bytes: BackgroundBytes;
 }
+
+/** Who waited for a region lease: a client's request (the lease gate) or background work. */
+export type LeaseWaiter = 'client' | 'background';
 
 export interface MetricsAddress { host: string; port: number }
 
@@ -45,6 +50,8 @@ export class ControllerMetrics {
   readonly requests: RequestObserver;
   private source: MetricsSource | null = null;
   private memberFailures: Counter<'slot'>;
+  private readonly leaseWaits: Histogram<'by'>;
+  private readonly commits: Histogram<'op' | 'result'>;
   private leaseEventsSeen = 0;
   private readonly leaseCounts = new Map<string, number>();
 
@@ -57,6 +64,8 @@ export class ControllerMetrics {
     this.taskMetrics();
     this.throttleMetrics();
     this.leaseMetrics();
+    this.leaseWaits = new Histogram({ name: 'nbdraid_lease_wait_seconds', help: 'Waits for region leases not held in the lease cache (fetched, handed over by another controller, or a write-intent bit committed first), by who waited', labelNames: ['by'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+    this.commits = new Histogram({ name: 'nbdraid_coordination_commit_duration_seconds', help: 'Coordination writes on the coordination thread (heartbeat, claims, checkpoints, write intent...): time from the call to the committed answer, write-lock wait included, by operation and result', labelNames: ['op', 'result'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   }
 
   /** Starts the HTTP endpoint (GET /metrics); a busy or bad address is a clear error. */
@@ -84,6 +93,12 @@ export class ControllerMetrics {
     this.source = source;
     this.leaseEventsSeen = source.coord.events.list({ limit: 1 }).at(-1)?.id ?? 0;
     source.volume.on('member-failed', (slot: number) => this.memberFailures.inc({ slot: String(slot) }));
+    source.coord.thread.observe((op, seconds, ok) => this.commits.observe({ op, result: ok ? 'ok' : 'error' }, seconds));
+  }
+
+  /** A region lease had to be waited for (LeaseGate, the worker). */
+  leaseWaited(seconds: number, by: LeaseWaiter): void {
+    this.leaseWaits.observe({ by }, seconds);
   }
 
   async close(): Promise<void> {
@@ -166,6 +181,9 @@ export class ControllerMetrics {
       for (const st of SLOT_STATES) g.set({ state: st }, s.volume.slots.filter((x) => x.state === st).length);
     });
     this.gauge('nbdraid_array_size_bytes', 'Volume size', [], (g, s) => g.set(s.volume.size));
+    this.counter('nbdraid_member_io_errors_total', 'Member reads, writes and zeroings that failed in this controller, by slot', ['slot'], (set, s) => {
+      s.volume.ioErrors.forEach((n, slot) => set({ slot: String(slot) }, n));
+    });
   }
 
   /** Active tasks of the array (every controller's work, read from the coordination object). */
@@ -191,6 +209,12 @@ export class ControllerMetrics {
     this.gauge('nbdraid_throttle_min_mbps', "This controller's share of the background floor (MB/s)", [], (g, s) => g.set(s.throttle.getLimits().minMBps));
     this.gauge('nbdraid_throttle_max_mbps', "This controller's share of the background ceiling (MB/s, 0: none)", [], (g, s) => g.set(s.throttle.getLimits().maxMBps));
     this.gauge('nbdraid_throttle_inflight', 'Background I/Os allowed at once', [], (g, s) => g.set(s.throttle.getLimits().inflight));
+    this.counter('nbdraid_background_bytes_total', "Member bytes this controller's background work read and wrote, by task kind and direction (read, written)", ['kind', 'direction'], (set, s) => {
+      for (const [kind, t] of s.bytes.totals()) {
+        set({ kind, direction: 'read' }, t.read);
+        set({ kind, direction: 'written' }, t.written);
+      }
+    });
   }
 
   /** Lease events this controller recorded since it started, counted from the journal at each scrape. */

@@ -4,6 +4,7 @@
 import { NbdraidError } from '../errors.js';
 import { MemberError } from '../raid/stripe-ops.js';
 import type { RaidVolume } from '../raid/volume.js';
+import type { BackgroundBytes } from './background-bytes.js';
 
 /** The data set of a rebuild: which slot is rebuilt onto which device. */
 export interface RebuildDataset { slot: number; path: string; deviceUuid: string }
@@ -23,34 +24,45 @@ export function writesParity(kind: string): boolean {
  * Runs the step of `kind` over [first, first + count); returns the stripes found inconsistent.
  * A member that fails background I/O is failed exactly as one that fails a client's request
  * (one failure policy); the step still fails, and its partition is retried on what is left.
+ * The member bytes it read and wrote are added to `bytes` (a failed step adds none).
  */
-export async function runStep(vol: RaidVolume, kind: string, dataset: unknown, first: number, count: number): Promise<number[]> {
+export async function runStep(vol: RaidVolume, kind: string, dataset: unknown, first: number, count: number, bytes?: BackgroundBytes): Promise<number[]> {
   try {
-    return await runKind(vol, kind, dataset, first, count);
+    return await runKind(vol, kind, dataset, first, count, bytes);
   } catch (err) {
     if (err instanceof MemberError) await vol.memberIoFailed(err);
     throw err;
   }
 }
 
-async function runKind(vol: RaidVolume, kind: string, dataset: unknown, first: number, count: number): Promise<number[]> {
+async function runKind(vol: RaidVolume, kind: string, dataset: unknown, first: number, count: number, bytes?: BackgroundBytes): Promise<number[]> {
+  const chunks = vol.g.chunk * count;
+  const members = vol.slots.length;
   switch (kind) {
-    case 'rebuild':
+    case 'rebuild': // reads the survivors' chunks, writes the rebuilt one
       await vol.rebuildStripes((dataset as RebuildDataset).slot, first, count);
+      bytes?.add(kind, (members - 1) * chunks, chunks);
       return [];
-    case 'check':
-      return vol.checkStripes(first, count);
+    case 'check': { // reads every member's chunks
+      const bad = await vol.checkStripes(first, count);
+      bytes?.add(kind, members * chunks, 0);
+      return bad;
+    }
     case 'repair':
     case 'resync':
-      return repairRange(vol, first, count);
+      return repairRange(vol, kind, first, count, bytes);
     default:
       throw new NbdraidError('EINVAL', `task kind ${kind}`, 'this controller does not know how to run it; upgrade it');
   }
 }
 
-async function repairRange(vol: RaidVolume, first: number, count: number): Promise<number[]> {
+/** Checks the range, then reads each bad stripe again and rewrites its parity. */
+async function repairRange(vol: RaidVolume, kind: string, first: number, count: number, bytes?: BackgroundBytes): Promise<number[]> {
   const bad = await vol.checkStripes(first, count);
-  for (const s of bad) await vol.repairStripe(s);
+  const c = vol.g.chunk;
+  let rewritten = 0;
+  for (const s of bad) if (await vol.repairStripe(s)) rewritten++;
+  bytes?.add(kind, vol.slots.length * c * (count + bad.length), c * rewritten);
   return bad;
 }
 

@@ -5,6 +5,7 @@ import type { Claimed, Coordinator, LeaseCache, LeaseStore, PartitionRef } from 
 import { NbdraidError } from '../errors.js';
 import type { Log } from '../log.js';
 import type { RaidVolume } from '../raid/volume.js';
+import type { BackgroundBytes } from './background-bytes.js';
 import { type Checkpoint, runStep, writesParity } from './steps.js';
 import type { Throttle } from './throttle.js';
 
@@ -17,6 +18,10 @@ export interface WorkerContext {
   regionStripes: number;
   arrayName: string;
   log: Log;
+  /** Where the steps count the member bytes they read and wrote. */
+  bytes?: BackgroundBytes;
+  /** A region lease the background work had to wait for, and how long (s). */
+  onLeaseWait?: (seconds: number) => void;
   /** Called before a claimed partition runs (e.g. to adopt membership changes first). */
   beforeRun?: (claimed: Claimed) => Promise<void>;
   /** Called after a region's pending resync was cleared (the array may now be clean). */
@@ -107,13 +112,17 @@ export class Worker {
     const region = Math.floor(cp.next / regionStripes);
     const stop = Math.min(end, (region + 1) * regionStripes);
     const write = writesParity(kind);
-    await cache.acquire(region, { write });
+    const asked = performance.now();
+    if (!cache.tryAcquire(region, { write })) {
+      await cache.acquire(region, { write });
+      this.ctx.onLeaseWait?.((performance.now() - asked) / 1000);
+    }
     try {
       const jobs: Promise<void>[] = [];
       for (let s = cp.next; s < stop; s += BATCH_STRIPES) {
         const count = Math.min(BATCH_STRIPES, stop - s);
         const release = await throttle.acquire(count * volume.g.chunk);
-        const job = runStep(volume, kind, dataset, s, count).then((bad) => { cp.mismatches.push(...bad); }).finally(release);
+        const job = runStep(volume, kind, dataset, s, count, this.ctx.bytes).then((bad) => { cp.mismatches.push(...bad); }).finally(release);
         job.catch(() => undefined); // settleAll reports it; until then the loop may wait on the throttle, and an unhandled rejection ends the process
         jobs.push(job);
       }

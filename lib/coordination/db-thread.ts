@@ -18,6 +18,9 @@ function rebuilt(e: ThreadError): NbdraidError {
 
 export type AsyncDbOps = { [K in DbOpName]: (...args: Parameters<DbOps[K]>) => Promise<ReturnType<DbOps[K]>> };
 
+/** Told of every operation answered: its name, the time from the call to the answer (s), and whether it succeeded. */
+export type DbOpObserver = (op: DbOpName, seconds: number, ok: boolean) => void;
+
 /**
  * One coordination thread per process, shared by its coordinators (each with its own connection
  * there); it does not keep the process alive when idle. Threads loading the SQLite addon are
@@ -76,6 +79,7 @@ export class DbThread {
   private readonly conn = nextConn++;
   private readonly opened: Promise<unknown>;
   private closed: Promise<void> | undefined;
+  private observer: DbOpObserver | undefined;
 
   constructor(stateDir: string, controller: number) {
     this.opened = shared.send({ kind: 'open', conn: this.conn, stateDir, controller });
@@ -83,6 +87,11 @@ export class DbThread {
     this.ops = new Proxy({} as AsyncDbOps, {
       get: (_, op: string) => (...args: unknown[]) => this.call(op as DbOpName, args),
     });
+  }
+
+  /** From now on `observer` hears of every operation (one observer; the metrics time commits with it). */
+  observe(observer: DbOpObserver): void {
+    this.observer = observer;
   }
 
   /** Answers every call already made, then closes this connection. */
@@ -94,6 +103,14 @@ export class DbThread {
   private async call(op: DbOpName, args: unknown[]): Promise<never> {
     if (this.closed) throw new NbdraidError('ESHUTDOWN', 'coordination', `'${op}' after the coordination connection was closed`);
     await this.opened;
-    return (await shared.send({ kind: 'op', conn: this.conn, op, args })) as never;
+    const asked = performance.now();
+    let ok = false;
+    try {
+      const value = (await shared.send({ kind: 'op', conn: this.conn, op, args })) as never;
+      ok = true;
+      return value;
+    } finally {
+      this.observer?.(op, (performance.now() - asked) / 1000, ok);
+    }
   }
 }

@@ -54,6 +54,8 @@ export class RaidVolume extends EventEmitter implements BlockDevice, StripeEnv {
   readonly slots: Slot[];
   readonly locks = new StripeLocks();
   readonly state: VolumeState;
+  /** Member I/O errors seen, by slot (each failed read, write or zeroing, whatever followed). */
+  readonly ioErrors: number[];
   private zeroes: Buffer | undefined;
 
   constructor(readonly meta: ArrayMetadata, readonly opts: RaidVolumeOptions = {}) {
@@ -61,6 +63,7 @@ export class RaidVolume extends EventEmitter implements BlockDevice, StripeEnv {
     this.g = meta.geometry();
     this.size = this.g.size;
     this.slots = Array.from({ length: this.g.members }, (_, i) => slotFromMeta(meta, i, this.g.chunk / 512));
+    this.ioErrors = this.slots.map(() => 0);
     this.state = new VolumeState(this, opts);
   }
 
@@ -86,7 +89,7 @@ export class RaidVolume extends EventEmitter implements BlockDevice, StripeEnv {
     try {
       await this.device(slot).read(byte, into);
     } catch (err) {
-      throw new MemberError(slot, err);
+      throw this.memberError(slot, err);
     }
   }
 
@@ -94,7 +97,7 @@ export class RaidVolume extends EventEmitter implements BlockDevice, StripeEnv {
     try {
       await this.device(slot).write(byte, data, { fua });
     } catch (err) {
-      throw new MemberError(slot, err);
+      throw this.memberError(slot, err);
     }
   }
 
@@ -102,8 +105,13 @@ export class RaidVolume extends EventEmitter implements BlockDevice, StripeEnv {
     try {
       await this.device(slot).writeZeroes(byte, length, { fua });
     } catch (err) {
-      throw new MemberError(slot, err);
+      throw this.memberError(slot, err);
     }
+  }
+
+  private memberError(slot: number, err: unknown): MemberError {
+    this.ioErrors[slot]++;
+    return new MemberError(slot, err);
   }
 
   private device(slot: number): BlockDevice {

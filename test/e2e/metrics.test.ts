@@ -1,7 +1,9 @@
 // `nbdraid serve NAME --metrics HOST:PORT` against a real controller process: the request
 // counters, bytes and latency histogram count what a real NBD client sent (errors apart); during
 // a rebuild started by `nbdraid fail`, two scrapes show the task's progress moving forward and the
-// degraded flag set; after it, the flag is clear and the task's series are gone.
+// degraded flag set, this controller's background bytes (4 survivors read per chunk written) and
+// its coordination commits growing; after it, the flag is clear, the task's series are gone and
+// the bytes written equal the task's. Lease waits are timed for clients and background work.
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
@@ -58,6 +60,12 @@ function val(s: Samples, name: string, labels: Record<string, string> = {}): num
   return s.get(`${name}{${key}}`);
 }
 
+/** This controller's background rebuild bytes. */
+function background(s: Samples): { read: number; written: number } {
+  const of = (direction: string) => val(s, 'nbdraid_background_bytes_total', { kind: 'rebuild', direction }) ?? 0;
+  return { read: of('read'), written: of('written') };
+}
+
 /** The (task, value) of the one task series of `name`, if any. */
 function taskSeries(s: Samples, name: string): { task: string; value: number }[] {
   return [...s].filter(([k]) => k.startsWith(`${name}{`)).map(([k, value]) => ({ task: /task="(\d+)"/.exec(k)?.[1] ?? '?', value }));
@@ -107,6 +115,10 @@ t.test('metrics count NBD requests and follow a rebuild', async (tt) => {
   tt.equal(val(s1, 'nbdraid_nbd_connections_total'), 1, 'one connection accepted');
   tt.ok((val(s1, 'nbdraid_lease_events_total', { kind: 'granted' }) ?? 0) >= 1, 'the I/O took region leases');
   tt.equal(val(s1, 'nbdraid_throttle_min_mbps'), 6, 'the throttle floor is reported');
+  tt.ok((val(s1, 'nbdraid_lease_wait_seconds_count', { by: 'client' }) ?? 0) >= 1, 'the first writes waited for their leases, and were timed');
+  tt.ok((val(s1, 'nbdraid_coordination_commit_duration_seconds_count', { op: 'heartbeat', result: 'ok' }) ?? 0) >= 1, 'heartbeats are timed as coordination commits');
+  tt.same(background(s1), { read: 0, written: 0 }, 'no background bytes before any task');
+  for (let slot = 0; slot < 5; slot++) tt.equal(val(s1, 'nbdraid_member_io_errors_total', { slot: String(slot) }), 0, `slot ${slot}: no member I/O error`);
   const eventsBefore = val(s1, 'nbdraid_array_events') ?? 0;
 
   await arr.cli(['fail', arr.name, '--member', String(FAILED)]);
@@ -135,6 +147,13 @@ t.test('metrics count NBD requests and follow a rebuild', async (tt) => {
   const bytesA = taskSeries(a.s, 'nbdraid_task_bytes')[0].value;
   const bytesB = taskSeries(b.s, 'nbdraid_task_bytes')[0].value;
   tt.ok(bytesB > bytesA, `task bytes moved forward (${bytesA} -> ${bytesB})`);
+  const [bgA, bgB] = [background(a.s), background(b.s)];
+  tt.ok(bgB.written > bgA.written && bgA.written > 0, `this controller's rebuild writes grew (${bgA.written} -> ${bgB.written} bytes)`);
+  tt.ok(bgB.written >= bytesB, 'and are at least what its checkpoints recorded');
+  for (const x of [bgA, bgB]) tt.equal(x.read, 4 * x.written, 'the rebuild read 4 survivors per chunk written');
+  const commits = (x: Samples) => val(x, 'nbdraid_coordination_commit_duration_seconds_count', { op: 'checkpoint', result: 'ok' }) ?? 0;
+  tt.ok(commits(b.s) > commits(a.s), `checkpoint commits were timed as the rebuild went on (${commits(a.s)} -> ${commits(b.s)})`);
+  tt.ok((val(b.s, 'nbdraid_lease_wait_seconds_count', { by: 'background' }) ?? 0) >= 1, 'the rebuild waited for region leases, and was timed');
 
   const end = await waitTaskEnd(arr, 'rebuild', 120_000);
   tt.equal(end.task.state, 'DONE', 'the rebuild completes');
@@ -142,6 +161,7 @@ t.test('metrics count NBD requests and follow a rebuild', async (tt) => {
     const s = await scrape(mport);
     return val(s, 'nbdraid_array_degraded') === 0 ? s : undefined;
   }, 30_000, 'the degraded flag to clear', 100);
+  tt.equal(background(after).written, (end as unknown as { bytes: number }).bytes, 'the one controller wrote every byte the task records');
   tt.equal(val(after, 'nbdraid_array_state', { state: 'optimal' }), 1, 'optimal after the rebuild');
   tt.equal(val(after, 'nbdraid_array_slots', { state: 'active' }), 5, 'five active slots again');
   tt.equal(val(after, 'nbdraid_tasks_active'), 0, 'no task active');

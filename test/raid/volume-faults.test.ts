@@ -24,6 +24,8 @@ t.test('read EIO mid-run: member faulty, superblocks updated, data intact', asyn
   t.ok((await readAll(vol)).equals(ref), 'reads succeed and match while member 1 fails');
   t.equal(vol.slots[1].state, 'faulty');
   t.same(failed, [1], 'onMemberFailed called once');
+  t.ok(vol.ioErrors[1] >= 1, `member 1's read errors are counted (${vol.ioErrors[1]})`);
+  t.same(vol.ioErrors.filter((_, i) => i !== 1), [0, 0, 0, 0].slice(0, vol.ioErrors.length - 1), 'and no other member has any');
   t.equal(logs.filter((l) => l.includes('member 1') && l.includes('faulty')).length, 1, 'one log line');
   const sb0 = await readSuperblock(faults[0].inner, 'm0');
   t.equal(sb0.devRoles[1], ROLE_FAULTY, 'survivor superblock records member 1 faulty');
@@ -49,6 +51,7 @@ t.test('write EIO: the write is acknowledged degraded and parity covers the fail
   faults[3].inject({ ops: ['write'] });
   await fill(vol, ref, rand, 40, MAX_SECTORS);
   t.same(failed, [3]);
+  t.ok(vol.ioErrors[3] >= 1, "member 3's write error is counted");
   t.ok((await readAll(vol)).equals(ref), 'every write reads back');
   await vol.close();
 });
