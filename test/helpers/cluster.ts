@@ -4,9 +4,8 @@
 // coordination verbs, and reading members offline (data areas, XOR of survivors).
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import type { FioReport } from './fio.js';
+import { type FioResult, readReport, reportFile } from './fio.js';
 import { freePort } from './free-port.js';
 import { safeTeardown, trackGroup } from './cleanup.js';
 import { describeFailure, killGroup, runJson, runTool, toolPath, type ToolResult } from './run-tool.js';
@@ -206,8 +205,6 @@ export interface FioVerifyOptions {
   allowFailure?: boolean;
 }
 
-export type FioResult = FioReport & { failed: boolean; stderr: string };
-
 export interface FioProcess {
   /** The report once fio exits (rejects when fio fails and allowFailure is not set). */
   result: Promise<FioResult>;
@@ -223,10 +220,9 @@ export interface FioProcess {
  * back and verified. Same ranges and seeds with verifyOnly re-check the data later.
  */
 export function startFio(ranges: FioRange[], opts: FioVerifyOptions = {}): FioProcess {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nbdraid-fio-'));
-  const out = path.join(dir, 'report.json');
+  const report = reportFile();
   const args = [
-    `--output=${out}`, '--output-format=json', '--ioengine=nbd', '--thread', '--rw=randwrite', '--bsrange=4k-128k',
+    ...report.args, '--ioengine=nbd', '--thread', '--rw=randwrite', '--bsrange=4k-128k',
     '--blockalign=4k', '--iodepth=8', '--verify=crc32c', '--verify_fatal=1', '--verify_dump=0', '--do_verify=1',
     `--verify_only=${opts.verifyOnly ? 1 : 0}`, '--randrepeat=1', '--end_fsync=1', `--runtime=${opts.runtime ?? 120}`,
   ];
@@ -246,18 +242,13 @@ export function startFio(ranges: FioRange[], opts: FioVerifyOptions = {}): FioPr
   const result = closed.then(({ code, signal }) => {
     done = true;
     clearTimeout(limit);
-    const text = fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : '';
-    fs.rmSync(dir, { recursive: true, force: true });
-    const r: ToolResult = { command: `fio ${args.join(' ')}`, code, signal, stdout: text.slice(0, 4000), stderr, ms: Date.now() - started };
-    const at = text.indexOf('{\n');
-    if (at < 0) {
-      if (opts.allowFailure) return { jobs: [], failed: true, stderr };
-      throw new Error(describeFailure(r, 'wrote no JSON report'));
+    const r: ToolResult = { command: `fio ${args.join(' ')}`, code, signal, stdout: '', stderr, ms: Date.now() - started };
+    try {
+      // A fio killed under load (allowFailure) may have written no report: that is a failed run.
+      return readReport(report.path, r, opts.allowFailure ?? false, opts.allowFailure ? 'failed' : 'error');
+    } finally {
+      report.remove();
     }
-    const report = JSON.parse(text.slice(at)) as FioReport;
-    const failed = code !== 0 || report.jobs.some((j) => j.error !== 0);
-    if (failed && !opts.allowFailure) throw new Error(describeFailure(r, 'reported a failure'));
-    return { ...report, failed, stderr };
   });
   return {
     result,
