@@ -11,6 +11,7 @@ import { openDatabase } from './db.js';
 import { DbThread } from './db-thread.js';
 import { EventLog } from './events.js';
 import { LeaseCache, type LeaseCacheOptions } from './lease-cache.js';
+import type { LeaseOps } from './lease-ops.js';
 import { LeaseStore } from './leases.js';
 import { PartitionWork, type ClaimFilter, type Claimed, type PartitionRef } from './partitions.js';
 import { TERMINAL_TASK_STATES, type PartitionState, type TaskRecord, type TaskState } from './records.js';
@@ -130,8 +131,15 @@ export class Coordinator {
     let cache = this.caches.get(arrayName);
     if (!cache) {
       const ops = this.thread.ops;
-      const writeIntent = { markDirty: (r: number[]) => ops.markDirty(arrayName, r), markClean: (r: number[]) => ops.markClean(arrayName, r) };
-      cache = new LeaseCache(new LeaseStore(this.db, this.id, arrayName), this.controllers, this.id, this.watcher, { writeIntent, ...opts });
+      const leaseOps: LeaseOps = {
+        take: (region, probe) => ops.leaseTake(arrayName, region, probe),
+        giveBack: (region) => ops.leaseGiveBack(arrayName, region),
+        poll: (waiting, probe) => ops.leasePoll(arrayName, waiting, probe),
+        closeAll: (clean) => ops.leaseCloseAll(arrayName, clean),
+        markDirty: (regions) => ops.markDirty(arrayName, regions),
+        markClean: (regions) => ops.markClean(arrayName, regions),
+      };
+      cache = new LeaseCache(leaseOps, arrayName, this.watcher, opts);
       this.caches.set(arrayName, cache);
     }
     return cache;
@@ -170,7 +178,8 @@ export class Coordinator {
     this.closed = true;
     clearInterval(this.timer);
     this.stopWatching();
-    for (const cache of this.caches.values()) cache.close();
+    // Each cache's give-back is asked before the thread's connection closes, so it is answered.
+    for (const cache of this.caches.values()) cache.close().catch(() => undefined);
     this.watcher.close();
     const threadClosed = this.thread.close();
     this.controllers.stop(this.id);

@@ -4,7 +4,8 @@
 import type { Database } from 'better-sqlite3';
 import { ControllerRegistry, type ReapResult } from './controllers.js';
 import { EventLog } from './events.js';
-import { LeaseStore } from './leases.js';
+import { type LeasePoll, type LeaseSteps, leaseSteps } from './lease-ops.js';
+import { type AcquireOutcome, LeaseStore } from './leases.js';
 import { PartitionWork, type ClaimFilter, type Claimed, type PartitionRef } from './partitions.js';
 import type { PartitionState, TaskState } from './records.js';
 
@@ -12,6 +13,10 @@ export interface DbOps {
   heartbeat(id: number): void;
   reapDead(reaper: number): ReapResult[];
   pruneEvents(keep: number): void;
+  leaseTake(array: string, region: number, probe: boolean): AcquireOutcome;
+  leaseGiveBack(array: string, region: number): void;
+  leasePoll(array: string, waiting: number[], probe: boolean): LeasePoll;
+  leaseCloseAll(array: string, clean: number[]): void;
   markDirty(array: string, regions: number[]): void;
   markClean(array: string, regions: number[]): void;
   clearResync(array: string, regions: number[]): void;
@@ -29,19 +34,27 @@ export function dbOps(db: Database, stateDir: string, controller: number): DbOps
   const controllers = new ControllerRegistry(db, stateDir);
   const events = new EventLog(db);
   const work = new PartitionWork(db, controller);
-  const stores = new Map<string, LeaseStore>();
-  const leases = (array: string): LeaseStore => {
-    let s = stores.get(array);
-    if (!s) stores.set(array, (s = new LeaseStore(db, controller, array)));
-    return s;
+  const arrays = new Map<string, { store: LeaseStore; steps: LeaseSteps }>();
+  const of = (array: string) => {
+    let a = arrays.get(array);
+    if (!a) {
+      const store = new LeaseStore(db, controller, array);
+      arrays.set(array, (a = { store, steps: leaseSteps(store, controllers, controller) }));
+    }
+    return a;
   };
+  const leases = (array: string): LeaseSteps => of(array).steps;
   return {
     heartbeat: (id) => controllers.heartbeat(id),
     reapDead: (reaper) => controllers.reapDead(reaper),
     pruneEvents: (keep) => { events.prune(keep); },
+    leaseTake: (array, region, probe) => leases(array).take(region, probe),
+    leaseGiveBack: (array, region) => leases(array).giveBack(region),
+    leasePoll: (array, waiting, probe) => leases(array).poll(waiting, probe),
+    leaseCloseAll: (array, clean) => leases(array).closeAll(clean),
     markDirty: (array, regions) => leases(array).markDirty(regions),
     markClean: (array, regions) => leases(array).markClean(regions),
-    clearResync: (array, regions) => leases(array).clearResync(regions),
+    clearResync: (array, regions) => of(array).store.clearResync(regions),
     claim: (filter) => work.claim(filter),
     checkpoint: (ref, checkpoint, bytesDelta) => work.checkpoint(ref, checkpoint, bytesDelta),
     complete: (ref, bytesDelta) => work.complete(ref, bytesDelta),

@@ -1,19 +1,22 @@
 // The holder's side of region leases, on the I/O path. A held lease lives in memory: acquiring
 // it again costs no SQL. When another controller wants a region, new local acquirers queue, the
-// in-flight I/O on the region drains, and at that safe point the lease is handed over. A waiter
-// learns of grants through data_version (ChangeWatcher) and probes a holder's flock to reap it
-// if it died.
+// in-flight I/O on the region drains, and at that safe point the lease is handed over. Every
+// statement runs through LeaseOps (the coordination thread): this thread runs no SQL and never
+// waits for a lock or an fsync. A waiter learns of grants by polling when the database changed
+// (ChangeWatcher) and every probeMs, when it also reaps a holder that died.
 //
-// Write intent: before the first write to a region that is clean, its dirty bit is committed
-// with synchronous=FULL. The bit is cleared lazily: flushToken() before a flush of the members,
-// flushed(token) after it; a region with no write since the token is cleared once it has seen no
-// write for idleCleanMs.
+// Ordering: LeaseOps answers in call order, and only a holder changes the row it holds, so an
+// answer is read against the region's state when it arrives: a region still ASKING or HANDING
+// has its own answer yet to come, and a poll's word about it is older than that and ignored.
+//
+// Write intent (the dirty bit before the first write) is WriteIntent's (write-intent.ts).
 //
 // Deadlock rule: an I/O spanning several regions acquires them in ascending order (acquireAll).
 import { NbdraidError } from '../errors.js';
 import type { ChangeWatcher } from './change-watcher.js';
-import type { ControllerRegistry } from './controllers.js';
-import type { LeaseStore } from './leases.js';
+import type { AcquireOutcome } from './leases.js';
+import type { LeaseOps, LeasePoll } from './lease-ops.js';
+import { WriteIntent } from './write-intent.js';
 
 export interface LeaseCacheOptions {
   /** Told when another controller wants a region we hold (e.g. to stop background work early). */
@@ -29,65 +32,59 @@ export interface LeaseCacheOptions {
   afterDirty?: () => Promise<void>;
   /** After write-intent bits were cleared (the array may now be clean). */
   afterClean?: () => void;
-  /**
-   * Where write-intent commits run when not on this thread (the coordination thread): the
-   * synced commit of markDirty then never blocks the I/O thread. Without it, the store's own
-   * synchronous calls are used.
-   */
-  writeIntent?: WriteIntentStore;
 }
 
-/** The two write-intent commits, asynchronous; markDirty resolves once the bits are durable. */
-export interface WriteIntentStore {
-  markDirty(regions: number[]): Promise<void>;
-  markClean(regions: number[]): Promise<void>;
-}
+/**
+ * A region's lease, as this controller sees it:
+ * - FREE: not ours, nothing asked;
+ * - ASKING: a take is in flight;
+ * - WAITING: another controller holds it and knows we want it; polls tell when it is ours;
+ * - HELD: ours; local I/O enters without SQL;
+ * - DRAINING: ours but wanted: new local I/O queues, and at the last release it is handed over;
+ * - HANDING: the give-back is in flight.
+ */
+type LeaseState = 'free' | 'asking' | 'waiting' | 'held' | 'draining' | 'handing';
 
 interface Waiter { write: boolean; resolve: () => void; reject: (e: Error) => void }
 
 interface Region {
-  held: boolean;
-  dirty: boolean;
-  wanted: boolean;
-  /** Local waiters queued when the lease arrived are still to be served. */
+  state: LeaseState;
+  /** Local waiters queued when the lease arrived are still to be served before a hand-over. */
   owed: boolean;
   inflight: number;
-  writes: number;
-  lastWriteSeq: number;
-  /** When the last write finished (ms since the epoch); 0 before any. A write in flight counts in `writes`. */
-  lastWriteAt: number;
   queue: Waiter[];
-  /** Set after a flush covered every write of the region: clear the bit at `cleanAt` if still so. */
-  clean?: { seq: number; at: number };
 }
 
 const READY: Promise<void> = Promise.resolve();
+const OURS: readonly LeaseState[] = ['held', 'draining'];
 
 export class LeaseCache {
   private readonly regions = new Map<number, Region>();
-  private readonly pending = new Set<number>();
-  private readonly toDirty = new Set<number>();
-  /** Regions whose bit is committed while afterDirty runs: their writers still wait. */
-  private readonly dirtying = new Set<number>();
-  private readonly flushes = new Map<number, Map<number, number>>();
-  private seq = 0;
+  /** Regions in WAITING. */
+  private readonly waiting = new Set<number>();
+  private readonly intent: WriteIntent;
   private probeTimer: NodeJS.Timeout | undefined;
-  private cleanTimer: NodeJS.Timeout | undefined;
   private lastProbe = 0;
+  /** A poll is in flight; `repoll`: something changed since it was sent. */
+  private polling = false;
+  private repoll = false;
   private closed = false;
   private readonly unsubscribe: () => void;
-  private readonly idleCleanMs: number;
   private readonly probeMs: number;
 
   constructor(
-    private readonly store: LeaseStore,
-    private readonly controllers: ControllerRegistry,
-    private readonly controller: number,
+    private readonly ops: LeaseOps,
+    private readonly arrayName: string,
     watcher: ChangeWatcher,
     private readonly opts: LeaseCacheOptions = {},
   ) {
-    this.idleCleanMs = opts.idleCleanMs ?? 1000;
     this.probeMs = opts.probeMs ?? 50;
+    this.intent = new WriteIntent(ops, {
+      idleCleanMs: opts.idleCleanMs ?? 1000,
+      afterDirty: opts.afterDirty,
+      afterClean: opts.afterClean,
+      onMarked: (regions, err) => this.marked(regions, err),
+    });
     this.unsubscribe = watcher.subscribe(() => this.tick());
   }
 
@@ -107,8 +104,8 @@ export class LeaseCache {
   /** The synchronous fast path of acquire: true when held for this I/O without waiting. */
   tryAcquire(region: number, opts: { write: boolean }): boolean {
     const r = this.regions.get(region);
-    if (!r || !r.held || r.wanted || r.queue.length > 0 || (opts.write && !r.dirty)) return false;
-    this.enter(r, opts.write);
+    if (!r || r.state !== 'held' || r.queue.length > 0 || (opts.write && !this.intent.isDirty(region))) return false;
+    this.enter(region, r, opts.write);
     return true;
   }
 
@@ -122,11 +119,8 @@ export class LeaseCache {
     const r = this.regions.get(region);
     if (!r || r.inflight === 0) throw new NbdraidError('EINVAL', `region ${region}`, 'released more often than acquired');
     r.inflight--;
-    if (opts.write) {
-      r.writes--;
-      r.lastWriteAt = Date.now();
-    }
-    if (r.inflight === 0 && r.wanted) this.pump(region);
+    if (opts.write) this.intent.leaveWrite(region);
+    if (r.inflight === 0 && r.state === 'draining') this.pump(region);
   }
 
   releaseAll(regions: number[], opts: { write: boolean }): void {
@@ -135,160 +129,135 @@ export class LeaseCache {
 
   /** Regions held in memory right now. */
   held(): number[] {
-    return [...this.regions].filter(([, r]) => r.held).map(([n]) => n).sort((a, b) => a - b);
+    return [...this.regions].filter(([, r]) => OURS.includes(r.state)).map(([n]) => n).sort((a, b) => a - b);
   }
 
   isDirty(region: number): boolean {
-    return this.regions.get(region)?.dirty ?? false;
+    return this.intent.isDirty(region);
   }
 
-  /**
-   * True when a flush now could let a write-intent bit be cleared: some held dirty region has no
-   * write in flight and none for idleCleanMs. Regions written all the time keep their bit, so a
-   * steady stream of writes does not pay for a flush and a fresh synced commit every few seconds.
-   */
+  /** True when a flush now could let a write-intent bit be cleared (WriteIntent.hasIdleDirty). */
   hasIdleDirty(): boolean {
-    const before = Date.now() - this.idleCleanMs;
-    for (const r of this.regions.values()) {
-      if (r.held && r.dirty && r.writes === 0 && r.lastWriteAt <= before) return true;
-    }
-    return false;
+    return this.intent.hasIdleDirty();
   }
 
   /** Call before flushing the members; pass the token to flushed() once the flush succeeded. */
   flushToken(): number {
-    const token = ++this.seq;
-    const snapshot = new Map<number, number>();
-    for (const [n, r] of this.regions) if (r.held && r.dirty && r.writes === 0) snapshot.set(n, r.lastWriteSeq);
-    this.flushes.set(token, snapshot);
-    return token;
+    return this.intent.flushToken();
   }
 
-  /** The flush begun at `token` succeeded: regions untouched since may have their bit cleared when idle. */
+  /** The flush begun at `token` succeeded: untouched regions may have their bit cleared when idle. */
   flushed(token: number): void {
-    const snapshot = this.flushes.get(token);
-    for (const t of this.flushes.keys()) if (t <= token) this.flushes.delete(t);
-    if (!snapshot) return;
-    const now = Date.now();
-    for (const [n, seq] of snapshot) {
-      const r = this.regions.get(n);
-      if (r && r.lastWriteSeq === seq && !r.clean) r.clean = { seq, at: Math.max(now, r.lastWriteAt + this.idleCleanMs) };
-    }
-    this.scheduleClean();
+    this.intent.flushed(token);
+  }
+
+  /** Clears now the bits of flushed regions with no write since; returns them. */
+  cleanFlushed(): Promise<number[]> {
+    return this.intent.cleanFlushed();
   }
 
   /**
    * Gives every lease back (flushed clean regions cleared first); pending acquires fail with
-   * ESHUTDOWN. Dirty leases stay dirty in the database for the next holder or a resync.
+   * ESHUTDOWN. Dirty leases stay dirty in the database for the next holder or a resync. The
+   * give-back is asked after every call already made, so a take still in flight is given back too.
    */
-  close(): void {
+  async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.unsubscribe();
     clearInterval(this.probeTimer);
-    clearTimeout(this.cleanTimer);
-    const due = this.flushedIdle();
-    if (due.length > 0) {
-      this.store.markClean(due); // here, before the leases go back below
-      this.forgetDirty(due);
-      this.opts.afterClean?.();
-    }
+    const clean = this.intent.close();
+    // The regions stay for the releases of I/O still in flight; nothing is ours any more.
     for (const r of this.regions.values()) {
       for (const w of r.queue) w.reject(this.closedError());
       r.queue = [];
-      r.held = false;
+      r.state = 'free';
     }
-    // Withdraw our requests first, then give back whatever the database says we hold,
-    // including a lease handed to us while we were closing.
-    this.store.unwantAll();
-    for (const n of this.store.held()) this.store.yield(n);
-    this.pending.clear();
+    this.waiting.clear();
+    await this.ops.closeAll(clean);
+    if (clean.length > 0) this.opts.afterClean?.();
   }
 
-  /**
-   * Clears now, whatever their idle time, the bits of regions that a flush covered and that saw no
-   * write since (a controller stopping cleanly: its members are flushed). Returns the regions.
-   */
-  async cleanFlushed(): Promise<number[]> {
-    const due = this.flushedIdle();
-    await this.clearBits(due);
-    return due;
-  }
-
-  private flushedIdle(): number[] {
-    return [...this.regions].filter(([, r]) => r.held && r.dirty && r.clean?.seq === r.lastWriteSeq && r.writes === 0).map(([n]) => n);
-  }
-
-  /**
-   * Clears the write-intent bits of `due` here, then in the database, then tells afterClean. A
-   * write arriving meanwhile asks for its bit again, and that commit lands after this one. A
-   * clear that fails leaves the bits set in the database: more to resync, nothing lost.
-   */
-  private async clearBits(due: number[]): Promise<void> {
-    if (due.length === 0) return;
-    this.forgetDirty(due);
-    try {
-      if (this.opts.writeIntent) await this.opts.writeIntent.markClean(due);
-      else this.store.markClean(due);
-    } catch (err) {
-      if (!this.closed) throw err;
-      return;
-    }
-    this.opts.afterClean?.();
-  }
-
-  private forgetDirty(regions: number[]): void {
-    for (const n of regions) {
-      const r = this.region(n);
-      r.dirty = false;
-      r.clean = undefined;
-    }
-  }
-
-  /** Re-reads what others did: wanted leases of ours, grants to us, dead holders, due cleaning. */
+  /** The database changed: ask what it means for us (one poll at a time). */
   tick(): void {
     if (this.closed) return;
-    for (const { region, dirty } of this.store.wanted()) {
-      // Handed to us while we waited (or no longer wait: then it goes straight on).
-      const r = this.regions.get(region)?.held ? this.region(region) : this.take(region, dirty);
-      if (!r.wanted) {
-        r.wanted = true;
-        this.opts.onWanted?.(region);
-      }
-      this.pump(region);
+    if (this.polling) {
+      this.repoll = true;
+      return;
     }
-    if (this.pending.size > 0) this.retryPending();
-  }
-
-  private retryPending(): void {
     const probe = Date.now() - this.lastProbe >= this.probeMs;
     if (probe) this.lastProbe = Date.now();
-    for (const n of [...this.pending]) {
-      const out = this.store.tryAcquire(n);
-      if (out.granted) {
-        this.grant(n, out.dirty);
-      } else if (probe && !this.controllers.isAlive(out.holder)) {
-        this.controllers.reapDead(this.controller);
-        const again = this.store.tryAcquire(n);
-        if (again.granted) this.grant(n, again.dirty);
+    const waiting = [...this.waiting];
+    this.polling = true;
+    this.repoll = false;
+    this.ops.poll(waiting, probe).then((p) => this.polled(p), (err: Error) => this.pollFailed(waiting, err)).finally(() => {
+      this.polling = false;
+      if (this.repoll) this.tick();
+      this.updateProbeTimer();
+    });
+  }
+
+  /** Reads a poll against each region's state now (see Ordering above). */
+  private polled(p: LeasePoll): void {
+    if (this.closed) return;
+    for (const { region, dirty } of p.granted) {
+      const s = this.regions.get(region)?.state;
+      if (s === 'waiting' || s === 'free') this.take(region, dirty);
+    }
+    for (const { region, dirty } of p.wanted) {
+      const r = this.region(region);
+      // Ours in the database, not here: handed to us while we waited, or after we stopped.
+      if (r.state === 'waiting' || r.state === 'free') this.take(region, dirty);
+      if (r.state === 'held') {
+        r.state = 'draining';
+        this.opts.onWanted?.(region);
       }
     }
+    for (const n of [...p.granted, ...p.wanted].map((l) => l.region)) this.pump(n);
+  }
+
+  /** The coordination thread could not answer: waiters of those regions fail, nobody hangs. */
+  private pollFailed(waiting: number[], err: Error): void {
+    for (const n of waiting) {
+      const r = this.regions.get(n);
+      if (r?.state === 'waiting') this.fail(n, r, err);
+    }
+  }
+
+  private ask(n: number, r: Region): void {
+    r.state = 'asking';
+    this.ops.take(n, false).then((out) => this.answered(n, out), (err: Error) => this.fail(n, r, err));
+  }
+
+  private answered(n: number, out: AcquireOutcome): void {
+    if (this.closed) return; // closeAll, asked after this take, gives it back
+    const r = this.region(n);
+    if (out.granted) {
+      this.take(n, out.dirty);
+      this.pump(n);
+      return;
+    }
+    r.state = 'waiting';
+    this.waiting.add(n);
     this.updateProbeTimer();
   }
 
-  private grant(n: number, dirty: boolean): void {
-    this.take(n, dirty);
-    this.pump(n);
+  private take(n: number, dirty: boolean): void {
+    const r = this.region(n);
+    this.waiting.delete(n);
+    r.state = 'held';
+    r.owed = r.queue.length > 0;
+    this.intent.adopt(n, dirty);
   }
 
-  private take(n: number, dirty: boolean): Region {
-    this.pending.delete(n);
-    const r = this.region(n);
-    r.held = true;
-    r.dirty = dirty;
-    r.wanted = false;
-    r.owed = r.queue.length > 0;
-    return r;
+  /** The lease request failed: its waiters get the error; the next acquirer asks afresh. */
+  private fail(n: number, r: Region, err: Error): void {
+    if (this.closed) return;
+    this.waiting.delete(n);
+    r.state = 'free';
+    for (const w of r.queue) w.reject(err);
+    r.queue = [];
+    this.regions.delete(n);
   }
 
   /**
@@ -298,123 +267,70 @@ export class LeaseCache {
    */
   private pump(n: number): void {
     const r = this.region(n);
-    if (!r.held) {
-      if (r.queue.length > 0 && !this.pending.has(n)) {
-        this.pending.add(n);
-        const out = this.store.tryAcquire(n);
-        if (out.granted) return this.grant(n, out.dirty);
-        this.updateProbeTimer();
-      }
-      return;
+    switch (r.state) {
+      case 'free':
+        if (r.queue.length > 0) this.ask(n, r);
+        else this.regions.delete(n);
+        return;
+      case 'held':
+        this.serve(n, r);
+        return;
+      case 'draining':
+        if (r.owed) this.serve(n, r);
+        if (!r.owed && r.inflight === 0 && !this.intent.busy(n)) this.handOver(n, r);
+        return;
+      default:
+        return; // ASKING, WAITING, HANDING: an answer moves it on
     }
-    if (!r.wanted || r.owed) this.serve(n, r);
-    if (r.wanted && !r.owed && r.inflight === 0 && !this.toDirty.has(n) && !this.dirtying.has(n)) this.handOver(n, r);
   }
 
   private serve(n: number, r: Region): void {
-    const ready = r.queue.filter((w) => !w.write || r.dirty);
-    r.queue = r.queue.filter((w) => w.write && !r.dirty);
+    const dirty = this.intent.isDirty(n);
+    const ready = r.queue.filter((w) => !w.write || dirty);
+    r.queue = r.queue.filter((w) => w.write && !dirty);
     for (const w of ready) {
-      this.enter(r, w.write);
+      this.enter(n, r, w.write);
       w.resolve();
     }
-    if (r.queue.length > 0) this.requestDirty(n);
+    if (r.queue.length > 0) this.intent.request(n);
     else r.owed = false;
   }
 
   private handOver(n: number, r: Region): void {
-    this.store.yield(n);
-    r.held = false;
-    r.wanted = false;
+    r.state = 'handing';
     r.owed = false;
-    r.clean = undefined;
-    if (r.queue.length > 0) this.pump(n);
-    else this.regions.delete(n);
-  }
-
-  /** Batches the regions that need their dirty bit into one synced commit per turn of the loop. */
-  private requestDirty(n: number): void {
-    if (this.dirtying.has(n)) return;
-    if (this.toDirty.size === 0) setImmediate(() => this.commitDirty());
-    this.toDirty.add(n);
-  }
-
-  private commitDirty(): void {
-    const regions = [...this.toDirty].filter((n) => this.regions.get(n)?.held);
-    this.toDirty.clear();
-    if (this.closed || regions.length === 0) return;
-    for (const n of regions) this.dirtying.add(n);
-    const proceed = () => {
-      for (const n of regions) {
-        this.dirtying.delete(n);
-        const r = this.region(n);
-        r.dirty = true;
-        this.pump(n);
-      }
+    this.intent.forget(n);
+    const done = (): void => {
+      if (this.closed || r.state !== 'handing') return;
+      r.state = 'free';
+      this.pump(n);
     };
-    this.markDirtyDurably(regions).then(proceed, (err: Error) => {
-      for (const n of regions) {
-        // The bit may be set, but the array's state may not show it: fail these writers; the
-        // next writer asks again.
-        this.dirtying.delete(n);
-        this.failWriters(n, err);
-        this.pump(n);
+    // A give-back that failed leaves the row ours and wanted: the next poll hands it over again.
+    this.ops.giveBack(n).then(done, done);
+  }
+
+  /** A write-intent commit ended: its writers go on, or fail (the next writer asks again). */
+  private marked(regions: number[], err?: Error): void {
+    for (const n of regions) {
+      const r = this.regions.get(n);
+      if (!r) continue;
+      if (err) {
+        for (const w of r.queue.filter((q) => q.write)) w.reject(err);
+        r.queue = r.queue.filter((q) => !q.write);
       }
-    });
-  }
-
-  /** The bits durable in the database, then the array's state following them (afterDirty). */
-  private async markDirtyDurably(regions: number[]): Promise<void> {
-    if (this.opts.writeIntent) await this.opts.writeIntent.markDirty(regions);
-    else this.store.markDirty(regions);
-    await this.opts.afterDirty?.();
-  }
-
-  private failWriters(n: number, err: Error): void {
-    const r = this.region(n);
-    for (const w of r.queue.filter((q) => q.write)) w.reject(err);
-    r.queue = r.queue.filter((q) => !q.write);
-  }
-
-  private enter(r: Region, write: boolean): void {
-    r.inflight++;
-    if (!write) return;
-    r.writes++;
-    r.lastWriteSeq = ++this.seq;
-    r.clean = undefined;
-  }
-
-  /** Sweeps when the earliest flushed region becomes due (its clean.at already counts the idle time). */
-  private scheduleClean(): void {
-    if (this.cleanTimer || this.closed) return;
-    let due = Infinity;
-    for (const r of this.regions.values()) if (r.clean) due = Math.min(due, r.clean.at);
-    if (due === Infinity) return;
-    this.cleanTimer = setTimeout(() => {
-      this.cleanTimer = undefined;
-      this.sweepClean();
-    }, Math.max(0, due - Date.now()) + 5);
-  }
-
-  /** Clears the dirty bit of regions flushed, untouched since, and idle long enough. */
-  private sweepClean(): void {
-    const now = Date.now();
-    const due: number[] = [];
-    let later = false;
-    for (const [n, r] of this.regions) {
-      if (!r.clean || !r.held || !r.dirty) continue;
-      if (r.clean.seq !== r.lastWriteSeq || r.writes > 0) r.clean = undefined;
-      else if (r.clean.at <= now) due.push(n);
-      else later = true;
+      this.pump(n);
     }
-    this.clearBits(due).catch(() => undefined); // the bits stay set: resynced later, nothing lost
-    if (later) this.scheduleClean();
+  }
+
+  private enter(n: number, r: Region, write: boolean): void {
+    r.inflight++;
+    if (write) this.intent.enterWrite(n);
   }
 
   private updateProbeTimer(): void {
-    if (this.pending.size > 0 && !this.probeTimer && !this.closed) {
-      this.probeTimer = setInterval(() => this.retryPending(), this.probeMs);
-    } else if (this.pending.size === 0 && this.probeTimer) {
+    if (this.waiting.size > 0 && !this.probeTimer && !this.closed) {
+      this.probeTimer = setInterval(() => this.tick(), this.probeMs);
+    } else if (this.waiting.size === 0 && this.probeTimer) {
       clearInterval(this.probeTimer);
       this.probeTimer = undefined;
     }
@@ -423,13 +339,13 @@ export class LeaseCache {
   private region(n: number): Region {
     let r = this.regions.get(n);
     if (!r) {
-      r = { held: false, dirty: false, wanted: false, owed: false, inflight: 0, writes: 0, lastWriteSeq: 0, lastWriteAt: 0, queue: [] };
+      r = { state: 'free', owed: false, inflight: 0, queue: [] };
       this.regions.set(n, r);
     }
     return r;
   }
 
   private closedError(): NbdraidError {
-    return new NbdraidError('ESHUTDOWN', `leases of ${this.store.arrayName}`, 'the lease cache is closed');
+    return new NbdraidError('ESHUTDOWN', `leases of ${this.arrayName}`, 'the lease cache is closed');
   }
 }

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Coordinator } from '../../lib/coordination/coordinator.js';
 import { LeaseCache } from '../../lib/coordination/lease-cache.js';
 import { LeaseStore } from '../../lib/coordination/leases.js';
+import { leaseOpsOver, leaseSteps } from '../../lib/coordination/lease-ops.js';
 import { tempStateDir, throwsCode } from '../helpers/coordination.js';
 import { waitUntil, withDeadline } from '../helpers/deadline.js';
 import { killHard, spawnNode } from '../helpers/processes.js';
@@ -37,15 +38,15 @@ function manualClock(t: { teardown(fn: () => void): void }) {
 /** The row of `region` in `c`'s lease table of md0. */
 const leaseRow = (c: Coordinator, region: number) => c.leaseStore('md0').list().find((l) => l.region === region);
 
-/** A cache over a store whose SQL calls are counted. */
+/** A cache whose lease statements run here, over a store whose SQL calls are counted. */
 function countedCache(c: Coordinator, opts = {}) {
   const store = new LeaseStore(c.db, c.id, 'md0');
   const calls = { n: 0 };
-  for (const m of ['tryAcquire', 'markDirty', 'markClean', 'yield', 'wanted'] as const) {
+  for (const m of ['tryAcquire', 'markDirty', 'markClean', 'yield', 'wanted', 'held', 'unwantAll'] as const) {
     const orig = store[m].bind(store) as (...a: unknown[]) => unknown;
     (store as unknown as Record<string, unknown>)[m] = (...a: unknown[]) => { calls.n++; return orig(...a); };
   }
-  const cache = new LeaseCache(store, c.controllers, c.id, c.watcher, opts);
+  const cache = new LeaseCache(leaseOpsOver(leaseSteps(store, c.controllers, c.id)), 'md0', c.watcher, opts);
   return { cache, store, calls };
 }
 
@@ -149,11 +150,11 @@ t.test('close gives leases back and fails pending acquires', async (t) => {
   const pending = lb.acquire(1, { write: false });
   const outcome = pending.then(() => 'granted', (e: { code: string }) => e.code);
   await waitUntil(() => leaseRow(a, 1)?.wantedBy === b.id, 10_000, 'the second controller waiting for region 1');
-  lb.close();
+  await lb.close();
   t.equal(await withDeadline(outcome, 10_000, 'the pending acquire ending'), 'ESHUTDOWN');
   await t.rejects(lb.acquire(2, { write: false }), { code: 'ESHUTDOWN' });
   la.release(1, { write: false });
-  la.close();
+  await la.close();
   t.same(a.leaseStore('md0').list().filter((l) => l.holder !== null), [], 'no lease held after close');
 });
 
