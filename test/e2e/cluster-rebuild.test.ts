@@ -42,11 +42,14 @@ t.test('fio verify through 2 controllers while 3 rebuild a spare and one is SIGK
   tt.comment(`killed controller ${c2.id}, seen holding partition(s) ${seenParts.join(', ')} of task ${seen.task.task.id}`);
 
   // md's recovery_offset: the rebuilt prefix reaches the spare's superblock while the rebuild runs.
+  // The task's state is read before the superblock: RUNNING then, the offset read after it was
+  // written before the rebuild ended.
   const recovery = await waitFor('the spare\'s recovery offset to advance', async () => {
-    const [sb] = await arr.json<{ recoveryOffset: number | null }[]>(['examine', arr.spare!]);
     const task = await taskOf(arr, 'rebuild');
-    if (sb.recoveryOffset && sb.recoveryOffset > 0) return { offset: sb.recoveryOffset, running: task?.task.state === 'RUNNING' };
-    return task?.task.state === 'RUNNING' ? undefined : { offset: 0, running: false };
+    const [sb] = await arr.json<{ recoveryOffset: number | null }[]>(['examine', arr.spare!]);
+    const running = task?.task.state === 'RUNNING';
+    if (sb.recoveryOffset && sb.recoveryOffset > 0) return { offset: sb.recoveryOffset, running };
+    return running ? undefined : { offset: 0, running: false };
   }, 60_000, 200);
   tt.ok(recovery.offset > 0 && recovery.running, `recovery_offset ${recovery.offset} sectors recorded mid-rebuild`);
 
