@@ -18,7 +18,7 @@ export class ReplyWriter {
   readonly readPrefix: number;
 
   constructor(
-    private readonly send: (b: Buffer) => void,
+    private readonly send: (b: Buffer, done?: () => void) => void,
     private readonly structured: boolean,
     private readonly extended: boolean,
   ) {
@@ -40,8 +40,11 @@ export class ReplyWriter {
     this.send(encodeChunk(this.extended, REPLY_FLAG_DONE, REPLY_TYPE_ERROR, req.cookie, req.offset, payload));
   }
 
-  /** `buf` holds readPrefix header bytes followed by the data already read. */
-  read(req: NbdRequest, buf: Buffer): void {
+  /**
+   * `buf` holds readPrefix header bytes followed by the data already read; `done` runs when the
+   * connection no longer needs it.
+   */
+  read(req: NbdRequest, buf: Buffer, done?: () => void): void {
     const dataLength = buf.length - this.readPrefix;
     if (this.extended) {
       writeExtendedChunkHeader(buf, 0, REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, req.cookie, req.offset, 8 + dataLength);
@@ -52,7 +55,7 @@ export class ReplyWriter {
     } else {
       writeSimpleReply(buf, 0, 0, req.cookie);
     }
-    this.send(buf);
+    this.send(buf, done);
   }
 
   blockStatus(req: NbdRequest, contextId: number, extents: Extent[]): void {

@@ -7,6 +7,7 @@
 // unsent replies) in flight; otherwise the socket is paused and resumed as requests complete or
 // replies drain. So at most maxInflightBytes + one request's payload + one socket chunk is held.
 import type net from 'node:net';
+import { type BufferPool, HEADROOM } from './buffer-pool.js';
 import { directReadSocket } from './direct-read.js';
 import { type ServerFrame, ServerFrameReader, type ServerReaderLimits } from './frame-reader.js';
 import { encodeGreeting } from './codec-handshake.js';
@@ -60,6 +61,8 @@ export interface SessionHost {
   readonly budget: PayloadBudget;
   /** Told of every request answered (metrics); null when nobody listens. */
   readonly observer: RequestObserver | null;
+  /** READ reply buffers, reused once their socket write has completed. */
+  readonly replyPool: BufferPool;
   log(message: string): void;
   sessionClosed(session: Session): void;
 }
@@ -242,7 +245,7 @@ export class Session {
       contextId: outcome.contextId,
       get shuttingDown() { return host.shuttingDown; },
     };
-    this.replies = new ReplyWriter((b) => this.send(b), this.hs.structured, this.hs.extended);
+    this.replies = new ReplyWriter((b, done) => this.send(b, done), this.hs.structured, this.hs.extended);
   }
 
   private onRequest(req: NbdRequest, payload: Buffer | null, payloadDropped: boolean): void {
@@ -273,14 +276,17 @@ export class Session {
     this.noteStart(cost);
     const started = process.hrtime.bigint();
     let ok = false;
-    const buf = isRead ? Buffer.allocUnsafe(replies.readPrefix + req.length) : null;
+    const pool = this.host.replyPool;
+    const pooled = isRead ? pool.take(req.length) : null;
+    const buf = pooled && pooled.subarray(HEADROOM - replies.readPrefix, HEADROOM + req.length);
     try {
       const extents = await dispatchRequest(ctx.exp.device, req, payload, buf && buf.subarray(replies.readPrefix));
-      if (buf) replies.read(req, buf);
+      if (pooled && buf) replies.read(req, buf, () => pool.give(pooled));
       else if (extents) replies.blockStatus(req, ctx.contextId, extents);
       else replies.ok(req);
       ok = true;
     } catch (err) {
+      if (pooled) pool.give(pooled); // never handed to the socket
       replies.error(req, toNbdErrno(err), (err as Error)?.message ?? String(err));
     } finally {
       if (payload) this.guard.release(payload);
@@ -321,9 +327,15 @@ export class Session {
     setTimeout(() => this.socket.destroy(), LINGER_MS).unref();
   }
 
-  /** Writes one message; replies finishing in the same tick go out in one writev. */
-  private send(b: Buffer): void {
-    if (this.closed || this.socket.destroyed || this.socket.writableEnded) return;
+  /**
+   * Writes one message; replies finishing in the same tick go out in one writev. `done` runs once
+   * the socket no longer needs `b` (written, failed, or never taken because the socket is gone).
+   */
+  private send(b: Buffer, done?: () => void): void {
+    if (this.closed || this.socket.destroyed || this.socket.writableEnded) {
+      done?.();
+      return;
+    }
     if (!this.corked) {
       const socket = this.socket;
       this.corked = true;
@@ -333,7 +345,8 @@ export class Session {
         socket.uncork();
       });
     }
-    this.socket.write(b);
+    if (done) this.socket.write(b, done);
+    else this.socket.write(b);
     const unsent = this.socket.writableLength;
     if (unsent > this.host.stats.peakUnsentBytes) this.host.stats.peakUnsentBytes = unsent;
   }
