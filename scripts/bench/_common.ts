@@ -1,5 +1,5 @@
-// Pieces shared by the RAID and rebuild benchmarks: fio measurements, a plain-text table, and the
-// JSON record under bench-results/ (host, tool versions, rows).
+// Pieces shared by the benchmarks: fio measurements (with the serving processes' CPU time), a
+// plain-text table, and the JSON record under bench-results/ (host, tool versions, rows).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,15 +12,61 @@ export interface Measurement {
   iops: number;
   meanLatencyUs: number;
   p99LatencyUs: number;
+  /** CPU seconds (user + system) the server spent per GiB moved; NaN when not measured. */
+  cpuSecondsPerGiB: number;
 }
 
-export function measure(io: FioIo): Measurement {
+/** `cpuSeconds`: the server's CPU time over the run (cpuSeconds(pid) after minus before). */
+export function measure(io: FioIo, cpuSeconds = NaN): Measurement {
   return {
     mbps: io.bw_bytes / 1e6,
     iops: io.iops,
     meanLatencyUs: io.lat_ns.mean / 1000,
     p99LatencyUs: (io.clat_ns.percentile?.['99.000000'] ?? 0) / 1000,
+    cpuSecondsPerGiB: io.io_bytes > 0 ? cpuSeconds / (io.io_bytes / 2 ** 30) : NaN,
   };
+}
+
+const CLOCK_TICKS = 100; // USER_HZ: the unit of utime and stime in /proc/PID/stat on Linux
+
+/** utime + stime of one process from /proc/PID/stat (fields 14 and 15), or 0 when it is gone. */
+function ownCpuTicks(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from the 3rd on
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return 0;
+  }
+}
+
+/** Child pids of every live process, from /proc. */
+function childrenByParent(): Map<number, number[]> {
+  const out = new Map<number, number[]>();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    out.set(ppid, [...(out.get(ppid) ?? []), Number(name)]);
+  }
+  return out;
+}
+
+/** CPU seconds used so far by `pid` and its live descendants (a cluster's controllers). */
+export function cpuSeconds(pid: number): number {
+  const children = childrenByParent();
+  let ticks = 0;
+  for (const todo = [pid]; todo.length > 0;) {
+    const p = todo.pop() as number;
+    ticks += ownCpuTicks(p);
+    todo.push(...(children.get(p) ?? []));
+  }
+  return ticks / CLOCK_TICKS;
 }
 
 /** Left-aligned first column, right-aligned others, a rule under the head. */
