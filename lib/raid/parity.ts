@@ -1,5 +1,6 @@
-// Parity: XOR over 64-bit lanes (BigUint64Array views) where buffers are 8-byte aligned,
-// byte-wise for unaligned heads and tails.
+// Parity: XOR over 64-bit lanes (the kernel that wins `npm run bench -- parity`, see
+// parity-kernels.ts) where buffers are 8-byte aligned, byte-wise for unaligned heads and tails.
+import { xorU64 } from './parity-kernels.js';
 
 /** 64-bit lane view of buf[start, start + len) when aligned; undefined otherwise. */
 function lanes(buf: Buffer, len: number): BigUint64Array | undefined {
@@ -8,37 +9,8 @@ function lanes(buf: Buffer, len: number): BigUint64Array | undefined {
   return new BigUint64Array(buf.buffer, at, len >>> 3);
 }
 
-/**
- * d[i] ^= s[i] over 64-bit lanes, four per iteration: V8 keeps the unrolled body in registers
- * and runs it about 1.5x faster than the plain loop.
- */
-function xorLanes(d: BigUint64Array, s: BigUint64Array): void {
-  const n = d.length;
-  let i = 0;
-  for (const end = n - (n % 4); i < end; i += 4) {
-    d[i] ^= s[i];
-    d[i + 1] ^= s[i + 1];
-    d[i + 2] ^= s[i + 2];
-    d[i + 3] ^= s[i + 3];
-  }
-  for (; i < n; i++) d[i] ^= s[i];
-}
-
 /** dst[i] ^= src[i] for i < min(dst.length, src.length). */
-export function xorInto(dst: Buffer, src: Buffer): void {
-  const len = Math.min(dst.length, src.length);
-  let done = 0;
-  if (len >= 64) {
-    const d = lanes(dst, len);
-    // An unaligned source is copied to aligned memory first: memcpy is cheaper than byte-wise XOR.
-    const s = d && (lanes(src, len) ?? (len >= 4096 ? lanes(Buffer.from(src.subarray(0, len)), len) : undefined));
-    if (d && s) {
-      xorLanes(d, s);
-      done = d.length * 8;
-    }
-  }
-  for (let i = done; i < len; i++) dst[i] ^= src[i];
-}
+export const xorInto: (dst: Buffer, src: Buffer) => void = xorU64;
 
 /** dst = XOR of all sources (dst may be one of them only if it is the first). */
 export function xorAll(dst: Buffer, sources: Buffer[]): void {
