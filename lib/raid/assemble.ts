@@ -5,6 +5,7 @@
 import { NbdraidError } from '../errors.js';
 import type { BlockDevice } from '../transport/block-device.js';
 import { ArrayMetadata, type MdState, type MemberDisk, readSuperblock } from './metadata.js';
+import { describeReshape, reshapeFromSuperblock } from './reshape-fields.js';
 import { FEATURE_BITMAP_OFFSET, FEATURE_RECOVERY_OFFSET, ROLE_FAULTY, ROLE_SPARE, type Superblock, formatUuid, isClean, unsupportedFeatures } from './superblock.js';
 
 export interface AssembleMember {
@@ -91,6 +92,7 @@ function checkSameArray(cands: Candidate[], ctx: string): Candidate {
       throw new NbdraidError('EINVAL', ctx, `${c.label} belongs to another array (uuid ${formatUuid(c.sb.setUuid)}, not ${formatUuid(ref.sb.setUuid)}); leave it out`);
     }
     if (c.sb.level !== 5) throw new NbdraidError('ENOTSUP', ctx, `${c.label} is raid level ${c.sb.level}; only raid5 is supported`);
+    refuseMigration(c, ctx);
     const unknown = unsupportedFeatures(c.sb.featureMap);
     if (unknown.length > 0) {
       throw new NbdraidError('ENOTSUP', ctx, `${c.label} uses md features nbdraid does not implement (${unknown.join(', ')}); assemble it with mdadm, or finish the operation there first`);
@@ -105,6 +107,16 @@ function checkSameArray(cands: Candidate[], ctx: string): Candidate {
     devs.add(c.sb.devNumber);
   }
   return ref;
+}
+
+/**
+ * Members in the middle of a migration are not assembled until the migration engine resumes
+ * one: served in either geometry alone they would be misread.
+ */
+function refuseMigration(c: Candidate, ctx: string): void {
+  const m = reshapeFromSuperblock(c.sb);
+  if (!m) return;
+  throw new NbdraidError('ENOTSUP', ctx, `${c.label}: a migration is in progress (${describeReshape(c.sb)}); nbdraid cannot resume a migration yet, and serving either geometry alone would misread the data: leave the members as they are (do not create over them) and continue it with mdadm --assemble, or assemble them again with a version of nbdraid that resumes migrations`);
 }
 
 function classify(c: Candidate, ref: Superblock, chosen: Map<number, Candidate>, stale: Candidate[], report: MemberReport[], ctx: string): void {

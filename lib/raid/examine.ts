@@ -1,8 +1,9 @@
 // What `nbdraid examine` reports of a member: the superblock's fields in mdadm --examine's terms
 // and units (sectors, KiB), so the two can be compared line by line.
 import { layoutName } from './geometry.js';
+import { reshapeFromSuperblock } from './reshape-fields.js';
 import {
-  FEATURE_RECOVERY_OFFSET, MAX_SECTOR, ROLE_FAULTY, ROLE_SPARE, type Superblock, formatUuid,
+  FEATURE_NEW_OFFSET, FEATURE_RECOVERY_OFFSET, MAX_SECTOR, ROLE_FAULTY, ROLE_SPARE, type Superblock, formatUuid,
 } from './superblock.js';
 
 export interface ExamineReport {
@@ -35,6 +36,21 @@ export interface ExamineReport {
   deviceRole: string;
   /** mdadm's Array State: per slot A (present) or . (missing). */
   arrayState: string;
+  /** A reshape (migration) in progress, null when none. */
+  reshape: ReshapeReport | null;
+}
+
+export interface ReshapeReport {
+  /** reshape_position in KiB, as mdadm prints it. */
+  position: number;
+  /** mdadm's "1 (3->4)". */
+  deltaDevices: string;
+  newLayout: string;
+  /** KiB. */
+  newChunkSize: number;
+  /** Absolute data offset of the new geometry (sectors), null without NEW_OFFSET. */
+  newOffset: number | null;
+  direction: 'forwards' | 'backwards';
 }
 
 export function examineSuperblock(sb: Superblock): ExamineReport {
@@ -65,6 +81,19 @@ export function examineSuperblock(sb: Superblock): ExamineReport {
     devNumber: sb.devNumber,
     deviceRole: roleText(role),
     arrayState: arrayState(sb),
+    reshape: reshapeReport(sb),
+  };
+}
+
+function reshapeReport(sb: Superblock): ReshapeReport | null {
+  const m = reshapeFromSuperblock(sb);
+  if (!m || !sb.reshape) return null;
+  return {
+    position: sb.reshape.position / 2,
+    deltaDevices: `${sb.reshape.deltaDisks} (${m.oldRaidDisks}->${m.reshape.raidDisks})`,
+    newLayout: layoutName(m.reshape.layout), newChunkSize: m.reshape.chunkSectors / 2,
+    newOffset: sb.featureMap & FEATURE_NEW_OFFSET ? sb.dataOffset + sb.reshape.newOffset : null,
+    direction: m.reshape.direction,
   };
 }
 
@@ -79,6 +108,15 @@ function arrayState(sb: Superblock): string {
   return Array.from({ length: sb.raidDisks }, (_, slot) => (present.has(slot) ? 'A' : '.')).join('');
 }
 
+function reshapeRows(r: ReshapeReport | null): [string, string | number][] {
+  if (!r) return [];
+  return [
+    ['Reshape pos\'n', `${r.position}`], ['Delta Devices', r.deltaDevices], ['New Layout', r.newLayout],
+    ['New Chunksize', `${r.newChunkSize}K`], ...(r.newOffset !== null ? [['New Offset', `${r.newOffset} sectors`] as [string, string]] : []),
+    ...(r.direction === 'backwards' ? [['Direction', 'backwards'] as [string, string]] : []), ['', ''],
+  ];
+}
+
 /** Text like mdadm --examine's, for people. */
 export function formatExamine(path: string, r: ExamineReport): string {
   const rows: [string, string | number][] = [
@@ -91,7 +129,7 @@ export function formatExamine(path: string, r: ExamineReport): string {
     ...(r.recoveryOffset !== null ? [['Recovery Offset', `${r.recoveryOffset} sectors`] as [string, string]] : []),
     ['State', r.state],
     ...(r.resyncOffset !== null ? [['Resync Offset', `${r.resyncOffset} sectors`] as [string, string]] : []),
-    ['Device UUID', r.deviceUuid], ['', ''], ['Update Time', r.updateTime], ['Events', r.events], ['', ''],
+    ['Device UUID', r.deviceUuid], ['', ''], ...reshapeRows(r.reshape), ['Update Time', r.updateTime], ['Events', r.events], ['', ''],
     ['Layout', r.layout], ['Chunk Size', `${r.chunkSize}K`], ['', ''],
     ['Device Role', r.deviceRole], ['Array State', `${r.arrayState} ('A' == active, '.' == missing)`],
   ];

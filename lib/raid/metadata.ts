@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { NbdraidError } from '../errors.js';
 import type { BlockDevice } from '../transport/block-device.js';
 import { Geometry, layoutName } from './geometry.js';
+import { type ReshapeInfo, reshapeSuperblock } from './reshape-fields.js';
 import {
   FEATURE_BITMAP_OFFSET, FEATURE_RECOVERY_OFFSET, MAX_SECTOR, ROLE_FAULTY, ROLE_SPARE, SB_OFFSET, SB_OFFSET_SECTORS,
   type Superblock, decodeSuperblock, encodeSuperblock,
@@ -28,6 +29,11 @@ export interface ArrayInfo {
    * partial one). Bit FEATURE_BITMAP_OFFSET of the feature map and the bitmap's offset.
    */
   bitmap?: { offsetSectors: number };
+  /**
+   * A migration in progress (md's reshape fields). The fields above stay the source geometry's;
+   * this holds the destination and the boundary reached (see reshape-fields.ts).
+   */
+  reshape?: ReshapeInfo;
 }
 
 /**
@@ -94,12 +100,12 @@ export class ArrayMetadata {
   }
 
   superblockFor(disk: MemberDisk, now = Math.floor(Date.now() / 1000)): Superblock {
-    const maxDev = Math.max(this.info.raidDisks, ...this.disks.map((d) => d.devNumber + 1));
+    const maxDev = Math.max(this.info.raidDisks, this.info.reshape?.raidDisks ?? 0, ...this.disks.map((d) => d.devNumber + 1));
     const devRoles = new Array<number>(maxDev).fill(ROLE_SPARE);
     for (const d of this.disks) devRoles[d.devNumber] = d.role;
     const recovering = disk.recoveryOffset !== undefined && disk.role < ROLE_FAULTY;
     const bitmap = this.info.bitmap;
-    return {
+    const sb: Superblock = {
       featureMap: (recovering ? FEATURE_RECOVERY_OFFSET : 0) | (bitmap ? FEATURE_BITMAP_OFFSET : 0),
       bitmapOffset: bitmap?.offsetSectors ?? 0, badBlockLog: disk.badBlockLog ?? Buffer.alloc(8),
       setUuid: this.info.uuid, name: this.info.name, ctime: this.info.ctime,
@@ -109,6 +115,9 @@ export class ArrayMetadata {
       devNumber: disk.devNumber, deviceUuid: disk.deviceUuid, utime: now, events: this.events,
       resyncOffset: this.clean ? MAX_SECTOR : 0n, devRoles,
     };
+    if (!this.info.reshape) return sb;
+    const r = reshapeSuperblock(this.info, disk.role);
+    return { ...sb, ...r, featureMap: sb.featureMap | r.featureMap };
   }
 
   /** The superblocks' view of the array, in canonical form. */

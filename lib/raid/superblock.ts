@@ -14,17 +14,27 @@ export const ROLE_FAULTY = 0xfffe;
 export const MAX_SECTOR = 0xffffffffffffffffn;
 export const FEATURE_BITMAP_OFFSET = 1;
 export const FEATURE_RECOVERY_OFFSET = 2;
-/** Feature bits nbdraid reads and writes: an internal bitmap is kept as md wrote it (see metadata.ts). */
-export const FEATURES_UNDERSTOOD = FEATURE_BITMAP_OFFSET | FEATURE_RECOVERY_OFFSET;
+/** A reshape (migration) is in progress: the reshape fields hold its destination and boundary. */
+export const FEATURE_RESHAPE_ACTIVE = 4;
+/** The reshape runs from the end of the array down. */
+export const FEATURE_RESHAPE_BACKWARDS = 32;
+/** new_offset must be honoured: the destination's data starts at data_offset + new_offset. */
+export const FEATURE_NEW_OFFSET = 64;
+const FEATURES_RESHAPE = FEATURE_RESHAPE_ACTIVE | FEATURE_RESHAPE_BACKWARDS | FEATURE_NEW_OFFSET;
+/**
+ * Feature bits nbdraid reads and writes: an internal bitmap is kept as md wrote it (see
+ * metadata.ts); the reshape bits are decoded and written (assembly still refuses a reshape in
+ * progress, see assemble.ts).
+ */
+export const FEATURES_UNDERSTOOD = FEATURE_BITMAP_OFFSET | FEATURE_RECOVERY_OFFSET | FEATURES_RESHAPE;
 const FEATURE_NAMES: [number, string][] = [
-  [4, 'reshape in progress'], [8, 'bad blocks recorded'], [16, 'replacement device'], [32, 'backwards reshape'],
-  [64, 'new data offset (reshape)'], [128, 'recovery bitmap'], [256, 'clustered md'], [512, 'write journal'],
+  [8, 'bad blocks recorded'], [16, 'replacement device'], [128, 'recovery bitmap'], [256, 'clustered md'], [512, 'write journal'],
   [1024, 'partial parity log'], [2048, 'multiple partial parity logs'],
 ];
 
 /** The md features set in `featureMap` that nbdraid does not implement, by name. */
 export function unsupportedFeatures(featureMap: number): string[] {
-  const out = FEATURE_NAMES.filter(([bit]) => featureMap & bit).map(([, name]) => name);
+  const out = FEATURE_NAMES.filter(([bit]) => featureMap & bit & ~FEATURES_UNDERSTOOD).map(([, name]) => name);
   const known = FEATURE_NAMES.reduce((m, [bit]) => m | bit, FEATURES_UNDERSTOOD);
   const rest = featureMap & ~known;
   if (rest) out.push(`feature bits 0x${rest.toString(16)}`);
@@ -37,10 +47,27 @@ const TIME_MASK = (1n << 40n) - 1n;
 /** Field offsets inside the superblock. */
 const O = {
   magic: 0, majorVersion: 4, featureMap: 8, setUuid: 16, setName: 32, ctime: 64, level: 72, layout: 76,
-  size: 80, chunksize: 88, raidDisks: 92, bitmapOffset: 96, dataOffset: 128, dataSize: 136, superOffset: 144,
+  size: 80, chunksize: 88, raidDisks: 92, bitmapOffset: 96, newLevel: 100, reshapePosition: 104, deltaDisks: 112,
+  newLayout: 116, newChunk: 120, newOffset: 124, dataOffset: 128, dataSize: 136, superOffset: 144,
   recoveryOffset: 152, devNumber: 160, deviceUuid: 168, badBlockLog: 184, utime: 192, events: 200, resyncOffset: 208,
   sbCsum: 216, maxDev: 220, devRoles: 256,
 } as const;
+
+/**
+ * md's reshape fields, meaningful with FEATURE_RESHAPE_ACTIVE. While one runs, raid_disks is the
+ * larger of the old and new member counts, and layout and chunksize are the old ones.
+ */
+export interface ReshapeFields {
+  newLevel: number;
+  /** Next array sector to reshape: below it (forwards; above it backwards) the new geometry holds the data. */
+  position: number;
+  /** New members minus old (signed). */
+  deltaDisks: number;
+  newLayout: number;
+  newChunkSectors: number;
+  /** Sectors to add to data_offset for the new geometry (signed; with FEATURE_NEW_OFFSET). */
+  newOffset: number;
+}
 
 export interface Superblock {
   featureMap: number;
@@ -72,6 +99,8 @@ export interface Superblock {
   resyncOffset: bigint;
   /** dev_roles indexed by dev_number: slot, ROLE_SPARE or ROLE_FAULTY. */
   devRoles: number[];
+  /** Present exactly when the feature map has FEATURE_RESHAPE_ACTIVE. */
+  reshape?: ReshapeFields;
 }
 
 export function checksum(buf: Buffer): number {
@@ -99,6 +128,7 @@ export function encodeSuperblock(sb: Superblock): Buffer {
   b.writeUInt32LE(sb.chunkSectors, O.chunksize);
   b.writeUInt32LE(sb.raidDisks, O.raidDisks);
   b.writeInt32LE(sb.bitmapOffset, O.bitmapOffset);
+  if (sb.reshape) encodeReshape(b, sb.reshape);
   b.writeBigUInt64LE(BigInt(sb.dataOffset), O.dataOffset);
   b.writeBigUInt64LE(BigInt(sb.dataSize), O.dataSize);
   b.writeBigUInt64LE(BigInt(sb.superOffset), O.superOffset);
@@ -157,6 +187,27 @@ export function decodeSuperblock(b: Buffer, ctx: string): Superblock {
     events: num(b, O.events),
     resyncOffset: b.readBigUInt64LE(O.resyncOffset),
     devRoles: Array.from({ length: maxDev }, (_, i) => b.readUInt16LE(O.devRoles + 2 * i)),
+    ...(b.readUInt32LE(O.featureMap) & FEATURE_RESHAPE_ACTIVE ? { reshape: decodeReshape(b) } : {}),
+  };
+}
+
+function encodeReshape(b: Buffer, r: ReshapeFields): void {
+  b.writeUInt32LE(r.newLevel, O.newLevel);
+  b.writeBigUInt64LE(BigInt(r.position), O.reshapePosition);
+  b.writeInt32LE(r.deltaDisks, O.deltaDisks);
+  b.writeUInt32LE(r.newLayout, O.newLayout);
+  b.writeUInt32LE(r.newChunkSectors, O.newChunk);
+  b.writeInt32LE(r.newOffset, O.newOffset);
+}
+
+function decodeReshape(b: Buffer): ReshapeFields {
+  return {
+    newLevel: b.readInt32LE(O.newLevel),
+    position: num(b, O.reshapePosition),
+    deltaDisks: b.readInt32LE(O.deltaDisks),
+    newLayout: b.readUInt32LE(O.newLayout),
+    newChunkSectors: b.readUInt32LE(O.newChunk),
+    newOffset: b.readInt32LE(O.newOffset),
   };
 }
 

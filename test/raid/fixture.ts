@@ -1,12 +1,15 @@
 // Volumes over MemoryDevices for the raid tests, and a flat reference buffer to compare against.
 import { MemoryDevice } from '../../lib/transport/memory-device.js';
 import type { BlockDevice } from '../../lib/transport/block-device.js';
-import { createArray } from '../../lib/raid/create.js';
+import path from 'node:path';
+import { type CreateOptions, createArray } from '../../lib/raid/create.js';
+import { closeMembers, createSparseMember, openMembers } from '../../lib/raid/members.js';
 import type { LayoutName } from '../../lib/raid/geometry.js';
 import { ArrayMetadata } from '../../lib/raid/metadata.js';
 import { RaidVolume, type RaidVolumeOptions } from '../../lib/raid/volume.js';
 import { FaultDevice } from '../../lib/transport/fault-device.js';
 import { randomBytes } from '../helpers/prng.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 export const DATA_OFFSET = 8192;
 
@@ -57,4 +60,21 @@ export async function fill(vol: RaidVolume, ref: Buffer, rand: () => number, cou
     await vol.write(off, data);
     data.copy(ref, off);
   }
+}
+
+/**
+ * An array of `n` member files of `memberBytes` each in a fresh directory (plus `extra` files not
+ * in the array, e.g. members to add), created through createArray; closed by close() or at teardown.
+ */
+export async function fileArray(t: Parameters<typeof tempDir>[0], n: number, memberBytes: number, opts: Omit<CreateOptions, 'name'> & { extra?: number } = {}) {
+  const dir = tempDir(t, 'nbdraid-raid-');
+  const paths = Array.from({ length: n + (opts.extra ?? 0) }, (_, i) => path.join(dir, `m${i}.img`));
+  for (const p of paths) createSparseMember(p, memberBytes);
+  const handles = await openMembers(paths);
+  let closed: Promise<void> | undefined;
+  /** Closes the members (and drops their locks) once; again at teardown is a no-op. */
+  const close = () => (closed ??= closeMembers(handles));
+  t.teardown(close);
+  const meta = await createArray(handles.slice(0, n).map((h) => ({ device: h.device, path: h.path })), { name: 'mig', ...opts });
+  return { dir, paths, handles, meta, close };
 }

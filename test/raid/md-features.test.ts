@@ -36,7 +36,7 @@ t.test('an internal bitmap and bad-block log fields survive nbdraid rewriting th
 });
 
 t.test('features nbdraid does not implement are refused by name, and nothing is written', async (t) => {
-  for (const [bit, name] of [[0x400, 'partial parity log'], [0x4, 'reshape in progress'], [0x200, 'write journal'], [0x100000, 'feature bits 0x100000']] as const) {
+  for (const [bit, name] of [[0x400, 'partial parity log'], [0x8, 'bad blocks recorded'], [0x200, 'write journal'], [0x100000, 'feature bits 0x100000']] as const) {
     const { devices } = await memoryArray(3, 16384, 'left-symmetric', 4);
     await asMdWrote(devices, (sb) => { sb.featureMap |= bit; });
     const before = await readSuperblock(devices[0], 'm0');

@@ -1,13 +1,11 @@
 import fs from 'node:fs';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { createArray } from '../../lib/raid/create.js';
-import { examineSuperblock } from '../../lib/raid/examine.js';
-import { readSuperblock } from '../../lib/raid/metadata.js';
-import { type MemberHandle, closeMembers, createSparseMember, openMembers } from '../../lib/raid/members.js';
+import { closeMembers, createSparseMember, openMembers } from '../../lib/raid/members.js';
 import {
   MAX_SECTOR, ROLE_FAULTY, ROLE_SPARE, type Superblock, checksum, decodeSuperblock, encodeSuperblock,
 } from '../../lib/raid/superblock.js';
-import { runTool, toolPath } from '../helpers/run-tool.js';
+import { agree } from './mdadm-examine.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { rejectsWith } from './util.js';
 
@@ -67,41 +65,6 @@ t.test('decode round-trips and rejects damage with the reason', async (t) => {
   await rejectsWith(t, () => decodeSuperblock(noMagic, 'm0'), 'EINVAL', 'm0: no md superblock');
   await rejectsWith(t, () => decodeSuperblock(Buffer.alloc(4096), 'm0'), 'EINVAL', 'm0: no md superblock');
 });
-
-/** mdadm --examine's "Key : value" lines. */
-async function mdadmExamine(path: string): Promise<Record<string, string>> {
-  const r = await runTool('mdadm', ['--examine', path], { env: { PATH: toolPath() } });
-  const out: Record<string, string> = {};
-  for (const line of r.stdout.split('\n')) {
-    const m = /^\s*([A-Za-z ]+?) : (.*)$/.exec(line);
-    if (m) out[m[1]] = m[2].trim();
-  }
-  return out;
-}
-
-async function agree(t: Test, path: string, handle: MemberHandle): Promise<Record<string, string>> {
-  const md = await mdadmExamine(path);
-  const ours = examineSuperblock(await readSuperblock(handle.device, path));
-  t.match(md['Checksum'], / - correct$/, 'mdadm finds the checksum correct');
-  t.equal(md['Version'], '1.2');
-  t.equal(md['Array UUID'], ours.arrayUuid, 'uuid');
-  t.equal(md['Name'].split(' ')[0], ours.name, 'name');
-  t.equal(md['Raid Level'], ours.raidLevel);
-  t.equal(Number(md['Raid Devices']), ours.raidDevices);
-  t.equal(parseInt(md['Avail Dev Size'], 10), ours.availDevSize, 'avail dev size');
-  t.equal(parseInt(md['Array Size'], 10), ours.arraySize, 'array size KiB');
-  t.equal(parseInt(md['Data Offset'], 10), ours.dataOffset);
-  t.equal(parseInt(md['Super Offset'], 10), ours.superOffset);
-  t.equal(md['State'], ours.state);
-  t.equal(md['Device UUID'], ours.deviceUuid);
-  t.equal(Number(md['Events']), ours.events, 'events');
-  t.equal(md['Layout'], ours.layout);
-  t.equal(md['Chunk Size'], `${ours.chunkSize}K`);
-  t.equal(md['Device Role'], ours.deviceRole);
-  t.equal(md['Array State'].split(' ')[0], ours.arrayState);
-  t.equal(md['Feature Map'], ours.featureMap);
-  return md;
-}
 
 t.test('mdadm --examine recognises members and agrees with nbdraid examine', async (t) => {
   const dir = tempDir(t, 'nbdraid-sb-');
