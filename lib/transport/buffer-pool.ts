@@ -1,9 +1,10 @@
-// BufferPool: READ reply buffers kept for reuse instead of a fresh allocation per reply (a fresh
-// multi-MiB buffer costs page faults on first touch and garbage collection after). Buffers come
-// in power-of-two size classes from 4 KiB to the largest request, plus HEADROOM bytes in front for
-// the reply header. A buffer is given back only once nothing can still read it: for a reply, when
-// the socket's write callback has run (the kernel, or TLS, has taken a copy). The pool keeps at
-// most maxIdleBytes of idle buffers; beyond that, given-back buffers are left to the collector.
+// BufferPool: READ reply buffers and WRITE payload buffers kept for reuse instead of a fresh
+// allocation per request (a fresh multi-MiB buffer costs page faults on first touch and garbage
+// collection after). Buffers come in power-of-two size classes from 4 KiB to the largest request,
+// plus HEADROOM bytes in front for a reply header. A buffer is given back only once nothing can
+// still read or write it: a reply when the socket's write callback has run (the kernel, or TLS, has
+// taken a copy), a payload when its request has been answered. The pool keeps at most
+// maxIdleBytes of idle buffers; beyond that, given-back buffers are left to the collector.
 
 /** Room in front of the data for any reply header (the extended chunk header and its offset). */
 export const HEADROOM = 64;
@@ -26,6 +27,8 @@ export interface PoolStats {
 export class BufferPool {
   private readonly idle = new Map<number, Buffer[]>();
   private readonly out = new WeakSet<Buffer>();
+  /** View handed out by takeView() -> the pooled buffer under it. */
+  private readonly views = new WeakMap<Buffer, Buffer>();
   readonly stats: PoolStats = { reused: 0, allocated: 0, dropped: 0, outstanding: 0, idleBytes: 0, peakIdleBytes: 0 };
 
   constructor(readonly maxIdleBytes: number) {}
@@ -44,6 +47,22 @@ export class BufferPool {
     this.out.add(buf);
     this.stats.outstanding++;
     return buf;
+  }
+
+  /** Exactly `size` bytes (64-byte aligned, after the headroom) of a pooled buffer; giveView() it back. */
+  takeView(size: number): Buffer {
+    const buf = this.take(size);
+    const view = buf.subarray(HEADROOM, HEADROOM + size);
+    this.views.set(view, buf);
+    return view;
+  }
+
+  /** Returns a view from takeView(); anything else, or a view given twice, is ignored. */
+  giveView(view: Buffer): void {
+    const buf = this.views.get(view);
+    if (!buf) return;
+    this.views.delete(view);
+    this.give(buf);
   }
 
   /** Returns a buffer from take(); anything else, or a buffer given twice, is ignored. */

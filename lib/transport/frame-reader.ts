@@ -57,7 +57,12 @@ export class ServerFrameReader {
   private pending: Pending | null = null;
   private body: Body | null = null;
 
-  constructor(private limits: ServerReaderLimits, private readonly admit: AdmitPayload = () => true) {}
+  /** `alloc` gives the buffer of a body that does not arrive whole with its header. */
+  constructor(
+    private limits: ServerReaderLimits,
+    private readonly admit: AdmitPayload = () => true,
+    private readonly alloc: (n: number) => Buffer = (n) => Buffer.allocUnsafe(n),
+  ) {}
 
   /** A request header has arrived whose payload waits for admission. */
   get waiting(): boolean {
@@ -162,7 +167,7 @@ export class ServerFrameReader {
     } else if (!this.body && this.q.length >= p.length) {
       body = this.q.take(p.length);
     } else {
-      const b = (this.body ??= { buf: Buffer.allocUnsafe(p.length), filled: 0 });
+      const b = (this.body ??= { buf: this.alloc(p.length), filled: 0 });
       const k = Math.min(this.q.length, b.buf.length - b.filled);
       if (k > 0) b.filled += this.q.takeInto(b.buf, b.filled, k);
       if (b.filled < b.buf.length) return null;

@@ -44,14 +44,14 @@ export interface NbdServerOptions {
   requestTimeoutMs?: number;
   /** Told of every request answered, with its command, bytes, latency and outcome (metrics). */
   observer?: RequestObserver | null;
-  /** Idle READ reply buffers kept for reuse over all connections (default 64 MiB). */
-  replyPoolBytes?: number;
+  /** Idle READ reply and WRITE payload buffers kept for reuse over all connections (default 64 MiB). */
+  bufferPoolBytes?: number;
   /** Connection-level events (protocol errors); never called per request. */
   log?: (message: string) => void;
 }
 
 /** Defaults of the server-wide limits (docs/operations.md). */
-export const DEFAULT_LIMITS = { payloadBudget: 256 << 20, maxConnections: 256, requestTimeoutMs: 60_000, replyPoolBytes: 64 << 20 };
+export const DEFAULT_LIMITS = { payloadBudget: 256 << 20, maxConnections: 256, requestTimeoutMs: 60_000, bufferPoolBytes: 64 << 20 };
 
 export type ListenAddress = { host?: string; port: number } | { path: string };
 
@@ -66,7 +66,7 @@ export class NbdServer implements SessionHost {
   shuttingDown = false;
   readonly tls: ServerTls | null;
   readonly observer: RequestObserver | null;
-  readonly replyPool: BufferPool;
+  readonly buffers: BufferPool;
   private readonly sessions = new Set<Session>();
   private readonly listeners: net.Server[] = [];
   private readonly socketPaths: string[] = [];
@@ -87,7 +87,7 @@ export class NbdServer implements SessionHost {
     };
     this.tls = opts.tls ?? null;
     this.observer = opts.observer ?? null;
-    this.replyPool = new BufferPool(opts.replyPoolBytes ?? DEFAULT_LIMITS.replyPoolBytes);
+    this.buffers = new BufferPool(opts.bufferPoolBytes ?? DEFAULT_LIMITS.bufferPoolBytes);
     this.budget = new PayloadBudget(opts.payloadBudget ?? DEFAULT_LIMITS.payloadBudget);
     this.maxConnections = opts.maxConnections ?? DEFAULT_LIMITS.maxConnections;
     this.shutdownGraceMs = opts.shutdownGraceMs ?? 2000;

@@ -61,8 +61,8 @@ export interface SessionHost {
   readonly budget: PayloadBudget;
   /** Told of every request answered (metrics); null when nobody listens. */
   readonly observer: RequestObserver | null;
-  /** READ reply buffers, reused once their socket write has completed. */
-  readonly replyPool: BufferPool;
+  /** READ reply and WRITE payload buffers, reused once nothing uses them any more. */
+  readonly buffers: BufferPool;
   log(message: string): void;
   sessionClosed(session: Session): void;
 }
@@ -103,7 +103,10 @@ export class Session {
       wake: () => this.pump(),
       timedOut: (ms) => this.destroy(`request not received within ${ms} ms`),
     });
-    this.reader = new ServerFrameReader(host.limits.reader, (n, whole) => this.guard.admit(n, whole));
+    // A request payload gathered from several reads gets a pooled buffer, given back when its
+    // request is done (releasePayload); an option body in the handshake gets a plain one.
+    this.reader = new ServerFrameReader(host.limits.reader, (n, whole) => this.guard.admit(n, whole),
+      (n) => (this.phase === 'transmission' ? host.buffers.takeView(n) : Buffer.allocUnsafe(n)));
     const direct = directReadSocket(accepted, {
       target: () => this.reader.directTarget() ?? this.scratch,
       filled: (n, into) => this.onRead(n, into),
@@ -253,7 +256,7 @@ export class Session {
     this.host.stats.requests++;
     if (payload) this.guard.taken(payload);
     if (req.type === CMD_DISC) {
-      if (payload) this.guard.release(payload);
+      if (payload) this.releasePayload(payload);
       // No reply: stop reading, let what is in flight finish, then close.
       this.phase = 'closing';
       this.endIfIdle();
@@ -261,7 +264,7 @@ export class Session {
     }
     const rejection = validateRequest(ctx, req, payloadDropped);
     if (rejection) {
-      if (payload) this.guard.release(payload);
+      if (payload) this.releasePayload(payload);
       this.observe(req, process.hrtime.bigint(), false);
       return (this.replies as ReplyWriter).error(req, rejection.errno, rejection.message);
     }
@@ -276,7 +279,7 @@ export class Session {
     this.noteStart(cost);
     const started = process.hrtime.bigint();
     let ok = false;
-    const pool = this.host.replyPool;
+    const pool = this.host.buffers;
     const pooled = isRead ? pool.take(req.length) : null;
     const buf = pooled && pooled.subarray(HEADROOM - replies.readPrefix, HEADROOM + req.length);
     try {
@@ -289,12 +292,18 @@ export class Session {
       if (pooled) pool.give(pooled); // never handed to the socket
       replies.error(req, toNbdErrno(err), (err as Error)?.message ?? String(err));
     } finally {
-      if (payload) this.guard.release(payload);
+      if (payload) this.releasePayload(payload);
       this.inflight--;
       this.inflightBytes -= cost;
       this.observe(req, started, ok);
       this.afterRequest();
     }
+  }
+
+  /** Its request is done: the payload's budget goes back, and its buffer to the pool if it came from there. */
+  private releasePayload(payload: Buffer): void {
+    this.guard.release(payload);
+    this.host.buffers.giveView(payload);
   }
 
   private observe(req: NbdRequest, started: bigint, ok: boolean): void {
