@@ -6,6 +6,7 @@ import { databaseError, isSqliteError } from '../lib/coordination/db-check.js';
 import { databasePath } from '../lib/coordination/db.js';
 import { NbdraidError } from '../lib/errors.js';
 import { type LogFormat, formatLogLine } from '../lib/log.js';
+import { setRemoteMemberTimeout } from '../lib/raid/members.js';
 import { verbs } from './verbs/index.js';
 
 // Output piped into a reader that stopped reading (`nbdraid events | head`) is not an error.
@@ -29,8 +30,17 @@ async function main(): Promise<void> {
       default: process.env.NBDRAID_STATE ?? './data',
       global: true,
     })
+    .option('member-timeout', {
+      type: 'number',
+      describe: 'seconds a remote (nbd://) member may leave a request unanswered before it fails',
+      default: Number(process.env.NBDRAID_MEMBER_TIMEOUT ?? 30),
+      global: true,
+    })
     .middleware((argv) => {
       stateDir = argv.state;
+      setRemoteMemberTimeout(argv['member-timeout'] * 1000);
+      // Controllers started by `cluster` inherit it.
+      process.env.NBDRAID_MEMBER_TIMEOUT = String(argv['member-timeout']);
       if (argv['log-format'] === 'json') logFormat = 'json';
     })
     .strict()

@@ -4,10 +4,10 @@ import path from 'node:path';
 import { ArrayRegistry, type ArrayRecord, type MemberRecord, type MemberState } from '../../lib/coordination/arrays.js';
 import { type Database, openDatabase } from '../../lib/coordination/db.js';
 import type { AssembleResult, MemberReport } from '../../lib/raid/assemble.js';
-import { memberInUse } from '../../lib/raid/members.js';
+import { memberInUse, memberLocation, openMemberDevice } from '../../lib/raid/members.js';
 import { type ArrayMetadata, probeSuperblock } from '../../lib/raid/metadata.js';
 import { ROLE_FAULTY, type Superblock, formatUuid, isClean } from '../../lib/raid/superblock.js';
-import { FileDevice } from '../../lib/transport/file-device.js';
+import type { BlockDevice } from '../../lib/transport/block-device.js';
 
 export interface StateArgs { state: string }
 
@@ -27,8 +27,9 @@ export function noArrays(stateDir: string): string {
     + `'nbdraid examine MEMBER...' and recorded here with 'nbdraid assemble NAME MEMBER...'; a new one is made with 'nbdraid create NAME MEMBER... --size 1G'`;
 }
 
+/** Members as recorded: local paths made absolute, NBD URIs as given. */
 export function absolute(paths: string[]): string[] {
-  return paths.map((p) => path.resolve(p));
+  return paths.map(memberLocation);
 }
 
 const VERDICT_STATE: Record<MemberReport['verdict'], MemberState> = {
@@ -122,9 +123,9 @@ export async function liveState(rec: ArrayRecord): Promise<LiveState> {
 }
 
 async function readQuietly(p: string): Promise<Superblock | undefined> {
-  let dev: FileDevice | undefined;
+  let dev: BlockDevice | undefined;
   try {
-    dev = await FileDevice.open(p, { readOnly: true });
+    dev = await openMemberDevice(p, { readOnly: true });
     return await probeSuperblock(dev, p);
   } catch {
     return undefined;

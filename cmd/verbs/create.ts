@@ -4,7 +4,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { NbdraidError } from '../../lib/errors.js';
 import { createArray } from '../../lib/raid/create.js';
 import { DEFAULT_LAYOUT, parseLayout } from '../../lib/raid/geometry.js';
-import { closeMembers, createSparseMember, openMembers } from '../../lib/raid/members.js';
+import { closeMembers, createSparseMember, memberExists, openMembers } from '../../lib/raid/members.js';
 import { formatUuid } from '../../lib/raid/superblock.js';
 import { formatSize, parseSize } from '../../lib/raid/units.js';
 import { type StateArgs, absolute, recordOf, withRegistry } from './array-common.js';
@@ -27,7 +27,7 @@ async function create(args: CreateArgs): Promise<void> {
   const paths = absolute(args.members);
   const twice = paths.find((p, i) => paths.indexOf(p) !== i);
   if (twice) throw new NbdraidError('EINVAL', ctx, `member ${twice} is listed twice`);
-  const missing = paths.filter((p) => !fs.existsSync(p));
+  const missing = paths.filter((p) => !memberExists(p));
   if (missing.length > 0 && size === undefined) {
     throw new NbdraidError('ENOENT', ctx, `no such member ${missing.join(', ')}; pass --size SIZE to create member files`);
   }

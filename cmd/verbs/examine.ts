@@ -3,13 +3,13 @@ import type { Argv, CommandModule } from 'yargs';
 import { NbdraidError } from '../../lib/errors.js';
 import { examineSuperblock, formatExamine } from '../../lib/raid/examine.js';
 import { readSuperblock } from '../../lib/raid/metadata.js';
-import { FileDevice } from '../../lib/transport/file-device.js';
+import { openMemberDevice } from '../../lib/raid/members.js';
 import type { StateArgs } from './array-common.js';
 
 interface ExamineArgs extends StateArgs { members: string[]; json: boolean }
 
 async function examineOne(path: string): Promise<ReturnType<typeof examineSuperblock>> {
-  const dev = await FileDevice.open(path, { readOnly: true });
+  const dev = await openMemberDevice(path, { readOnly: true });
   try {
     return examineSuperblock(await readSuperblock(dev, path));
   } finally {

@@ -3,9 +3,8 @@
 // array, apply it to the superblocks directly. Either way events rise on every live member.
 import { NbdraidError } from '../../lib/errors.js';
 import type { ArrayRegistry, ArrayRecord, MemberRecord } from '../../lib/coordination/arrays.js';
-import fs from 'node:fs';
 import { SuperblockWriter } from '../../lib/controller/superblock-writer.js';
-import { closeMembers, openMembers } from '../../lib/raid/members.js';
+import { closeMembers, memberExists, openMembers } from '../../lib/raid/members.js';
 import { type LiveState, liveState, memberPaths } from './array-common.js';
 
 export type Change = 'fail' | 'remove';
@@ -48,7 +47,7 @@ function setState(r: ArrayRecord, member: MemberRecord, state: MemberRecord['sta
  * change and let the one superblock writer bring the members up to the record.
  */
 async function applyOffline(reg: ArrayRegistry, stateDir: string, rec: ArrayRecord, change: () => void): Promise<void> {
-  const handles = await openMembers(memberPaths(rec).filter((p) => fs.existsSync(p)));
+  const handles = await openMembers(memberPaths(rec).filter(memberExists));
   try {
     change();
     await new SuperblockWriter(reg, stateDir, rec.name).sync();

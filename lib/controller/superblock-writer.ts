@@ -13,9 +13,10 @@ import fsExt from 'fs-ext';
 import type { ArrayRecord, ArrayRegistry, MemberRecord } from '../coordination/index.js';
 import { NbdraidError } from '../errors.js';
 import { LAYOUTS } from '../raid/geometry.js';
+import { openMemberDevice } from '../raid/members.js';
 import { ArrayMetadata, type MdState, type MemberDisk, leavesMember, probeSuperblock, sameMdState } from '../raid/metadata.js';
 import { ROLE_FAULTY, ROLE_SPARE, parseUuid } from '../raid/superblock.js';
-import { FileDevice } from '../transport/file-device.js';
+import type { BlockDevice } from '../transport/block-device.js';
 
 export class SuperblockWriter {
   private chain: Promise<void> = Promise.resolve();
@@ -54,11 +55,11 @@ export class SuperblockWriter {
     const desired = meta.mdState();
     if (written && sameMdState(written.state as MdState, desired)) return;
     const live = meta.disks.filter((d) => d.role < ROLE_FAULTY);
-    const opened: FileDevice[] = [];
+    const opened: BlockDevice[] = [];
     try {
       for (const d of live) {
         if (!d.path) throw new NbdraidError('EIO', `array ${rec.name}`, `member in slot ${d.role} has no path`);
-        const dev = await FileDevice.open(d.path);
+        const dev = await openMemberDevice(d.path);
         opened.push(dev);
         d.device = dev;
         d.dataSize = Math.floor((dev.size - rec.dataOffset) / 512);

@@ -1,17 +1,54 @@
 // Members on the host: regular files (created sparse on request) and block devices, opened with an
 // flock on a separate descriptor so the lock mode (exclusive for one server, shared for a cluster of
 // controllers) is independent of how the data is accessed. Closing the member drops the lock.
+// Remote members: a member path that is an NBD URI (nbd://HOST:PORT/EXPORT, nbd+unix:///EXPORT?
+// socket=PATH, nbds:// with TLS) is an export of a member server, opened with NbdDevice; no flock
+// exists for it (docs/remote-members.md says what guards it instead).
 import fs from 'node:fs';
+import path from 'node:path';
 import fsExt from 'fs-ext';
 import { NbdraidError, asNbdraidError } from '../errors.js';
+import type { BlockDevice } from '../transport/block-device.js';
 import { FileDevice } from '../transport/file-device.js';
+import { DEFAULT_NBD_DEVICE_TIMEOUT_MS, NbdDevice } from '../transport/nbd-device.js';
+import { isNbdUri, parseNbdUri } from '../transport/nbd-uri.js';
 
 export type LockMode = 'exclusive' | 'shared' | 'none';
 
 export interface MemberHandle {
   path: string;
-  device: FileDevice;
+  device: BlockDevice;
   close(): Promise<void>;
+}
+
+let remoteTimeoutMs = DEFAULT_NBD_DEVICE_TIMEOUT_MS;
+
+/** How long a remote member may leave a request (or its connection set-up) unanswered before it fails. */
+export function setRemoteMemberTimeout(ms: number): void {
+  if (!Number.isFinite(ms) || ms <= 0) throw new NbdraidError('EINVAL', 'member timeout', `must be a positive number of milliseconds, got ${ms}`);
+  remoteTimeoutMs = ms;
+}
+
+export function isRemoteMember(p: string): boolean {
+  return isNbdUri(p);
+}
+
+/** The form a member is recorded under: an absolute path, or the URI as given (checked). */
+export function memberLocation(p: string): string {
+  if (!isNbdUri(p)) return path.resolve(p);
+  parseNbdUri(p);
+  return p;
+}
+
+/** A local member exists as a file; a remote one is looked for only when it is opened. */
+export function memberExists(p: string): boolean {
+  return isNbdUri(p) || fs.existsSync(p);
+}
+
+/** The member's data as a BlockDevice, without any lock (superblock reads and writes, probes). */
+export async function openMemberDevice(p: string, opts: { readOnly?: boolean } = {}): Promise<BlockDevice> {
+  if (isNbdUri(p)) return NbdDevice.open(p, { readOnly: opts.readOnly, timeoutMs: remoteTimeoutMs });
+  return FileDevice.open(p, { readOnly: opts.readOnly });
 }
 
 export interface OpenMemberOptions {
@@ -21,9 +58,13 @@ export interface OpenMemberOptions {
 
 /** Opens a member and takes its flock (default exclusive); EBUSY when another process holds it. */
 export async function openMember(path: string, opts: OpenMemberOptions = {}): Promise<MemberHandle> {
+  if (isNbdUri(path)) {
+    const device = await openMemberDevice(path, opts);
+    return { path, device, close: () => device.close() };
+  }
   const lock = opts.lock ?? 'exclusive';
   const lockFd = lock === 'none' ? -1 : takeLock(path, lock);
-  let device: FileDevice;
+  let device: BlockDevice;
   try {
     device = await FileDevice.open(path, { readOnly: opts.readOnly });
   } catch (err) {
@@ -57,6 +98,7 @@ export async function closeMembers(handles: MemberHandle[]): Promise<void> {
 
 /** True when some process holds a lock on the member (a server has it open). */
 export function memberInUse(path: string): boolean {
+  if (isNbdUri(path)) return false; // no lock to probe: see docs/remote-members.md
   let fd: number;
   try {
     fd = fs.openSync(path, 'r');
@@ -75,7 +117,7 @@ export function memberInUse(path: string): boolean {
 
 /** Creates a sparse member file of `size` bytes when `path` does not exist; returns whether it did. */
 export function createSparseMember(path: string, size: number): boolean {
-  if (fs.existsSync(path)) return false;
+  if (memberExists(path)) return false;
   try {
     const fd = fs.openSync(path, 'wx', 0o600);
     try {

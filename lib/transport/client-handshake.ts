@@ -124,20 +124,23 @@ export class ClientHandshake {
   contexts = new Map<string, number>();
   private readonly noZeroes: boolean;
 
-  private constructor(private readonly channel: FrameChannel, readonly handshakeFlags: number, clientFlags: number) {
+  private constructor(private readonly channel: FrameChannel, readonly handshakeFlags: number, clientFlags: number, private readonly raw: net.Socket) {
     this.noZeroes = (clientFlags & FLAG_NO_ZEROES) !== 0;
   }
 
-  /** Connects, reads the greeting and sends client flags (default: what the server offers). */
-  static async open(addr: Address, opts: { clientFlags?: number; tls?: tls.ConnectionOptions } = {}): Promise<ClientHandshake> {
-    const socket = await connectSocket(addr);
+  /**
+   * Connects, reads the greeting and sends client flags (default: what the server offers). With
+   * `timeoutMs`, a connection silent that long before transmission is dropped with ETIMEDOUT.
+   */
+  static async open(addr: Address, opts: { clientFlags?: number; tls?: tls.ConnectionOptions; timeoutMs?: number } = {}): Promise<ClientHandshake> {
+    const socket = await connectSocket(addr, opts.timeoutMs ?? 0);
     const reader: ClientFrameReader = new ClientFrameReader((cookie, error): number => channel.simpleDataLength(cookie, error));
     const channel: FrameChannel = new FrameChannel(socket, reader);
     const greeting = await channel.next();
     if (greeting.kind !== 'greeting') throw new NbdraidError('EPROTO', 'nbd client', 'expected a greeting');
     const flags = opts.clientFlags ?? greeting.handshakeFlags & (FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES);
     socket.write(encodeClientFlags(flags));
-    const hs = new ClientHandshake(channel, greeting.handshakeFlags, flags);
+    const hs = new ClientHandshake(channel, greeting.handshakeFlags, flags, socket);
     if (opts.tls) {
       try {
         await hs.startTls(opts.tls, 'path' in addr ? undefined : addr.host ?? '127.0.0.1');
@@ -245,6 +248,7 @@ export class ClientHandshake {
   }
 
   private transmit(info: ExportInfo): NbdClient {
+    this.raw.setTimeout(0);
     this.channel.reader.startTransmission();
     return new NbdClient(this.channel, info, {
       structured: this.structured, extended: this.extended, contextId: this.contexts.get('base:allocation') ?? 0,
@@ -263,13 +267,17 @@ function exportInfo(infos: Info[]): ExportInfo {
   return out;
 }
 
-function connectSocket(addr: Address): Promise<net.Socket> {
+function connectSocket(addr: Address, timeoutMs: number): Promise<net.Socket> {
+  const where = `connect ${'path' in addr ? addr.path : `${addr.host ?? '127.0.0.1'}:${addr.port}`}`;
   return new Promise((resolve, reject) => {
     const socket = 'path' in addr ? net.connect(addr.path) : net.connect(addr.port, addr.host ?? '127.0.0.1');
+    if (timeoutMs > 0) {
+      socket.setTimeout(timeoutMs, () => socket.destroy(new NbdraidError('ETIMEDOUT', where, `no answer within ${timeoutMs} ms`)));
+    }
     socket.once('connect', () => {
       socket.removeAllListeners('error');
       resolve(socket);
     });
-    socket.once('error', (err) => reject(asNbdraidError(err, `connect ${'path' in addr ? addr.path : `${addr.host ?? '127.0.0.1'}:${addr.port}`}`)));
+    socket.once('error', (err) => reject(asNbdraidError(err, where)));
   });
 }

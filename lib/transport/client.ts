@@ -46,6 +46,8 @@ export type ConnectOptions = Address & {
   useExportName?: boolean;
   /** Upgrade with STARTTLS before any other option (credentials from loadClientTls in tls.ts). */
   tls?: tls.ConnectionOptions;
+  /** Drop the connection with ETIMEDOUT when connecting or the handshake is silent this long. */
+  timeoutMs?: number;
 };
 
 export interface RawRequest {
@@ -109,7 +111,7 @@ export class NbdClient {
 
   /** Connects and negotiates (extended headers, else structured replies; base:allocation; GO). */
   static async connect(opts: ConnectOptions): Promise<NbdClient> {
-    const hs = await ClientHandshake.open(opts, { tls: opts.tls });
+    const hs = await ClientHandshake.open(opts, { tls: opts.tls, timeoutMs: opts.timeoutMs });
     const name = opts.exportName ?? '';
     try {
       if (opts.extended !== false && opts.structured !== false) await hs.extendedHeaders().catch(ignoreOptionError);

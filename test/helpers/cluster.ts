@@ -18,6 +18,8 @@ export interface ArraySpec {
   /** Bytes per member file (created sparse). */
   memberSize: number;
   spare?: boolean;
+  /** Members (and the spare) at these paths or NBD URIs instead of files named m0.. under dir. */
+  at?: { members: string[]; spare?: string };
 }
 
 export interface TestArray {
@@ -35,15 +37,15 @@ export interface TestArray {
 /** Creates a RAID-5 array `name` of sparse member files (and a spare) under `dir`. */
 export async function createArray(dir: string, spec: ArraySpec, name = 'vol'): Promise<TestArray> {
   const state = path.join(dir, 'state');
-  const members = Array.from({ length: spec.members ?? 5 }, (_, i) => path.join(dir, `m${i}`));
+  const members = spec.at?.members ?? Array.from({ length: spec.members ?? 5 }, (_, i) => path.join(dir, `m${i}`));
   const cli = (args: string[], opts: { allowFailure?: boolean; timeoutMs?: number } = {}) =>
     runTool(process.execPath, [nbdraidCli, '--state', state, ...args], { timeoutMs: opts.timeoutMs ?? 60_000, allowFailure: opts.allowFailure });
   const json = <T>(args: string[]) => runJson<T>(process.execPath, [nbdraidCli, '--state', state, ...args, '--json']);
   const size = String(spec.memberSize);
   await cli(['create', name, ...members, '--size', size]);
   let spare: string | undefined;
-  if (spec.spare) {
-    spare = path.join(dir, 'spare');
+  if (spec.spare || spec.at?.spare) {
+    spare = spec.at?.spare ?? path.join(dir, 'spare');
     await cli(['add-spare', name, spare, '--size', size]);
   }
   return { dir, state, name, members, spare, cli, json };
