@@ -13,9 +13,10 @@ import {
   type BlockDevice, type BlockSizes, type Capabilities, type Extent, type WriteOptions, type ZeroOptions,
 } from './block-device.js';
 import { NbdClient } from './client.js';
+import { OptionError } from './client-handshake.js';
 import {
   TFLAG_CAN_MULTI_CONN, TFLAG_READ_ONLY, TFLAG_ROTATIONAL, TFLAG_SEND_CACHE, TFLAG_SEND_FAST_ZERO, TFLAG_SEND_FLUSH,
-  TFLAG_SEND_FUA, TFLAG_SEND_TRIM, TFLAG_SEND_WRITE_ZEROES,
+  TFLAG_SEND_FUA, TFLAG_SEND_TRIM, TFLAG_SEND_WRITE_ZEROES, REP_ERR_TLS_REQD, REP_ERR_UNKNOWN,
 } from './constants.js';
 import { parseNbdUri } from './nbd-uri.js';
 import { loadClientTls } from './tls.js';
@@ -69,7 +70,7 @@ export class NbdDevice implements BlockDevice {
     try {
       client = await NbdClient.connect({ ...target.address, exportName: target.exportName, tls: tlsOpts, timeoutMs });
     } catch (err) {
-      throw asNbdraidError(err, `open ${uri}`);
+      throw openError(uri, err);
     }
     const dev = new NbdDevice(uri, client, timeoutMs, !!opts.readOnly);
     if (!opts.readOnly && dev.capabilities.readOnly) {
@@ -196,4 +197,16 @@ export class NbdDevice implements BlockDevice {
     }
     return e.code === 'ETIMEDOUT' ? e : new NbdraidError('EIO', ctx, e.message);
   }
+}
+
+/** One line naming the URI; an unknown export is ENOENT, a server that wants TLS says so. */
+function openError(uri: string, err: unknown): NbdraidError {
+  const e = asNbdraidError(err, `open ${uri}`);
+  if (err instanceof OptionError && err.replyType === REP_ERR_UNKNOWN) {
+    return new NbdraidError('ENOENT', `open ${uri}`, 'the server has no such export', { cause: err });
+  }
+  if (err instanceof OptionError && err.replyType === REP_ERR_TLS_REQD) {
+    return new NbdraidError('EPERM', `open ${uri}`, 'the server requires TLS; use an nbds:// URI with credentials', { cause: err });
+  }
+  return e.context === `open ${uri}` ? e : new NbdraidError(e.code, `open ${uri}`, e.message, { cause: err });
 }
