@@ -38,7 +38,9 @@ async function main(): Promise<void> {
     })
     .middleware((argv) => {
       stateDir = argv.state;
-      setRemoteMemberTimeout(argv['member-timeout'] * 1000);
+      const seconds = argv['member-timeout'];
+      if (!(seconds > 0)) throw new NbdraidError('EINVAL', '--member-timeout', `must be a positive number of seconds, got ${seconds}`);
+      setRemoteMemberTimeout(seconds * 1000);
       // Controllers started by `cluster` inherit it.
       process.env.NBDRAID_MEMBER_TIMEOUT = String(argv['member-timeout']);
       if (argv['log-format'] === 'json') logFormat = 'json';
