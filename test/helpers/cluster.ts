@@ -20,6 +20,8 @@ export interface ArraySpec {
   spare?: boolean;
   /** Members (and the spare) at these paths or NBD URIs instead of files named m0.. under dir. */
   at?: { members: string[]; spare?: string };
+  /** Command prefix the CLI runs under (e.g. `ip netns exec HOST`, to reach members there). */
+  runIn?: string[];
 }
 
 export interface TestArray {
@@ -38,9 +40,10 @@ export interface TestArray {
 export async function createArray(dir: string, spec: ArraySpec, name = 'vol'): Promise<TestArray> {
   const state = path.join(dir, 'state');
   const members = spec.at?.members ?? Array.from({ length: spec.members ?? 5 }, (_, i) => path.join(dir, `m${i}`));
+  const [cmd, ...pre] = [...(spec.runIn ?? []), process.execPath];
   const cli = (args: string[], opts: { allowFailure?: boolean; timeoutMs?: number } = {}) =>
-    runTool(process.execPath, [nbdraidCli, '--state', state, ...args], { timeoutMs: opts.timeoutMs ?? 60_000, allowFailure: opts.allowFailure });
-  const json = <T>(args: string[]) => runJson<T>(process.execPath, [nbdraidCli, '--state', state, ...args, '--json']);
+    runTool(cmd, [...pre, nbdraidCli, '--state', state, ...args], { timeoutMs: opts.timeoutMs ?? 60_000, allowFailure: opts.allowFailure });
+  const json = <T>(args: string[]) => runJson<T>(cmd, [...pre, nbdraidCli, '--state', state, ...args, '--json']);
   const size = String(spec.memberSize);
   await cli(['create', name, ...members, '--size', size]);
   let spare: string | undefined;
@@ -68,17 +71,18 @@ export interface ControllerProcess {
 const START_TIMEOUT_MS = 20_000;
 
 /**
- * Starts `nbdraid serve NAME` on a free loopback port; resolves once it says it is serving.
- * `prefix` runs it under another command (e.g. strace killing it at a chosen system call).
+ * Starts `nbdraid serve NAME` on a free port of `host` (default loopback); resolves once it says it
+ * is serving. `prefix` runs it under another command (strace killing it at a chosen system call,
+ * or `ip netns exec HOST` with that host's address).
  */
-export async function startController(t: TestHooks, arr: TestArray, extra: string[] = [], prefix: string[] = []): Promise<ControllerProcess> {
+export async function startController(t: TestHooks, arr: TestArray, extra: string[] = [], prefix: string[] = [], host = '127.0.0.1'): Promise<ControllerProcess> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
-    const args = [nbdraidCli, '--state', arr.state, 'serve', arr.name, '--listen', `127.0.0.1:${port}`, ...extra];
+    const args = [nbdraidCli, '--state', arr.state, 'serve', arr.name, '--listen', `${host}:${port}`, ...extra];
     const [cmd, ...pre] = [...prefix, process.execPath];
     const child = spawn(cmd, [...pre, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, PATH: toolPath() } });
     trackGroup(child);
-    const c = wrapController(child, port, arr.name);
+    const c = wrapController(child, host, port, arr.name);
     const id = await c.started;
     if (id !== undefined) {
       const ctl = { ...c.ctl, id };
@@ -93,7 +97,7 @@ export async function startController(t: TestHooks, arr: TestArray, extra: strin
   }
 }
 
-function wrapController(child: ChildProcess, port: number, name: string): { ctl: Omit<ControllerProcess, 'id'>; started: Promise<number | undefined> } {
+function wrapController(child: ChildProcess, host: string, port: number, name: string): { ctl: Omit<ControllerProcess, 'id'>; started: Promise<number | undefined> } {
   let err = '';
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('close', (code, signal) => resolve({ code, signal }));
@@ -118,7 +122,7 @@ function wrapController(child: ChildProcess, port: number, name: string): { ctl:
   });
   const gone = () => child.exitCode !== null || child.signalCode !== null;
   const ctl = {
-    pid: child.pid as number, port, uri: `nbd://127.0.0.1:${port}/${encodeURIComponent(name)}`, stderr: () => err, exited,
+    pid: child.pid as number, port, uri: `nbd://${host}:${port}/${encodeURIComponent(name)}`, stderr: () => err, exited,
     kill: async () => {
       if (!gone()) killGroup(child.pid, 'SIGKILL');
       await exited;
@@ -205,6 +209,8 @@ export interface FioVerifyOptions {
   /** Upper bound of each job's run time (s). */
   runtime?: number;
   allowFailure?: boolean;
+  /** Command prefix fio runs under (e.g. `ip netns exec CLIENT`). */
+  runIn?: string[];
 }
 
 export interface FioProcess {
@@ -230,7 +236,8 @@ export function startFio(ranges: FioRange[], opts: FioVerifyOptions = {}): FioPr
   ];
   if (opts.writeRate) args.push(`--rate=,${opts.writeRate}`);
   ranges.forEach((r, i) => args.push(`--name=j${i}`, `--uri=${r.uri}`, `--offset=${r.offset}`, `--size=${r.size}`));
-  const child = spawn('fio', args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true, env: { ...process.env, PATH: toolPath() } });
+  const [cmd, ...pre] = [...(opts.runIn ?? []), 'fio'];
+  const child = spawn(cmd, [...pre, ...args], { stdio: ['ignore', 'ignore', 'pipe'], detached: true, env: { ...process.env, PATH: toolPath() } });
   trackGroup(child);
   let stderr = '';
   child.stderr?.on('data', (b: Buffer) => { if (stderr.length < 1 << 16) stderr += b.toString(); });
