@@ -5,18 +5,23 @@
 // Beside them: the physical limit (fio reading the four survivors and writing one member file at
 // once, same files, same disk), btrfs raid5 `replace` and `scrub` on loop devices of the same size
 // holding the same amount of data, and 4 KiB random-read p99 latency during a throttled rebuild
-// against idle (one controller). Prints tables with the goals, writes JSON under bench-results/.
-// Environment: BENCH_RUNTIME (seconds of each latency run, default 10).
+// against idle (one controller). Prints tables with the goals, writes JSON under bench-results/,
+// and an SVG chart of the throttled rebuild over time: its MB/s (task progress sampled every
+// second) above the client's 4 KiB random-read p99 per second (from fio's completion latency log).
+// Environment: BENCH_RUNTIME (seconds of each latency run, default 10), BENCH_REBUILD_GIB (data
+// per member in GiB, default 1; smaller for a quick run of every step).
 import fs from 'node:fs';
 import path from 'node:path';
+import { TaskStore, openDatabase } from '../../lib/coordination/index.js';
 import { runFio } from '../../test/helpers/fio.js';
 import { clusterArray, createArray, lastTaskId, serveArray, tasksOf, waitTask, type TestArray } from '../../test/helpers/raid-array.js';
 import { runTool } from '../../test/helpers/run-tool.js';
 import { btrfsReference, type BtrfsResult } from './_btrfs.js';
 import { measure, saveResult, scratch, table, verdict } from './_common.js';
+import { type Point, svgChart } from './_svg-chart.js';
 
 const MIB = 2 ** 20;
-const DATA_PER_MEMBER = 1024 * MIB;
+const DATA_PER_MEMBER = dataPerMember(process.env.BENCH_REBUILD_GIB ?? '1');
 const DATA_OFFSET = MIB;
 const MEMBER_BYTES = DATA_PER_MEMBER + DATA_OFFSET;
 const USABLE = 4 * DATA_PER_MEMBER;
@@ -30,6 +35,57 @@ const TASK_TIMEOUT_MS = 15 * 60_000;
 const RUNS = [1, 1, 2, 3];
 
 interface RebuildRow { controllers: number; first: boolean; rebuildSeconds: number; rebuildMBps: number; checkSeconds: number; checkMBps: number; mismatches: number }
+
+/** BENCH_REBUILD_GIB as bytes (whole MiB). */
+function dataPerMember(gib: string): number {
+  const mib = Math.round(Number(gib) * 1024);
+  if (!Number.isFinite(mib) || mib < 16) throw new Error(`BENCH_REBUILD_GIB=${gib}: give the data per member in GiB, at least 1/64`);
+  return mib * MIB;
+}
+
+/** Seconds since `t0` (performance.now()) and the task's bytes then. */
+interface ProgressSample { at: number; bytes: number }
+
+/** Samples task `taskId`'s bytes every second from the coordination database until stopped. */
+function sampleProgress(arr: TestArray, taskId: number, t0: number): { stop(): ProgressSample[] } {
+  const db = openDatabase(arr.state);
+  const store = new TaskStore(db, { actor: 'cli' });
+  const samples: ProgressSample[] = [];
+  const take = () => samples.push({ at: (performance.now() - t0) / 1000, bytes: store.progress(taskId).bytes });
+  take();
+  const timer = setInterval(take, 1000);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      take();
+      db.close();
+      return samples;
+    },
+  };
+}
+
+/** MB/s between consecutive samples, at the middle of each interval. */
+function rates(samples: ProgressSample[]): Point[] {
+  return samples.slice(1).map((s, i) => [(s.at + samples[i].at) / 2, mbps(s.bytes - samples[i].bytes, s.at - samples[i].at)]);
+}
+
+/** p99 of fio's completion latencies (log lines `ms, ns, dir, bs`) per whole second, in ms, at each second's middle. */
+function p99PerSecond(logFile: string): Point[] {
+  const bySecond = new Map<number, number[]>();
+  for (const line of fs.readFileSync(logFile, 'utf8').split('\n')) {
+    const [ms, ns] = line.split(',').map(Number);
+    if (!Number.isFinite(ms) || !Number.isFinite(ns)) continue;
+    const sec = Math.floor(ms / 1000);
+    let v = bySecond.get(sec);
+    if (!v) bySecond.set(sec, (v = []));
+    v.push(ns);
+  }
+  // A second with fewer than 100 completions (the run's last, cut short) has no p99 to speak of.
+  return [...bySecond].filter(([, v]) => v.length >= 100).sort(([a], [b]) => a - b).map(([sec, v]) => {
+    v.sort((a, b) => a - b);
+    return [sec + 0.5, v[Math.min(v.length - 1, Math.ceil(v.length * 0.99) - 1)] / 1e6];
+  });
+}
 
 const seconds = (t: { task: { createdAt: number; finishedAt: number | null } }) => ((t.task.finishedAt ?? NaN) - t.task.createdAt) / 1000;
 const mbps = (bytes: number, s: number) => bytes / 1e6 / s;
@@ -77,18 +133,21 @@ async function physicalLimit(arr: TestArray, work: string, failedSlot: number): 
   return s;
 }
 
-/** 4 KiB random reads at QD4 on controller 0 for `runtime` s: the p99 completion latency in us. */
-async function randReadP99(uri: string, runtime: number): Promise<{ p99: number; iops: number }> {
-  const env = { NBD_URI: uri, FIO_SIZE: String(USABLE), FIO_RUNTIME: String(runtime) };
+/**
+ * 4 KiB random reads at QD4 on controller 0 for `runtime` s: the p99 completion latency in us.
+ * fio logs each completion latency to LATLOG_clat.1.log.
+ */
+async function randReadP99(uri: string, runtime: number, latLog: string): Promise<{ p99: number; iops: number }> {
+  const env = { NBD_URI: uri, FIO_SIZE: String(USABLE), FIO_RUNTIME: String(runtime), FIO_LAT_LOG: latLog };
   const r = await runFio({ jobFile: 'rebuild-latency.fio', env, timeoutMs: (runtime + 120) * 1000 });
   const m = measure(r.jobs[0].read);
   return { p99: m.p99LatencyUs, iops: m.iops };
 }
 
-async function latencyUnderRebuild(arr: TestArray, runtime: number, spare: string) {
+async function latencyUnderRebuild(arr: TestArray, runtime: number, spare: string, work: string) {
   const ctl = await serveArray(null, arr);
   try {
-    const idle = await randReadP99(ctl.uri(), runtime);
+    const idle = await randReadP99(ctl.uri(), runtime, path.join(work, 'lat-idle'));
     await arr.cli('throttle', arr.name, '--min', '20', '--max', '0', '--inflight', '2');
     const before = await lastTaskId(arr);
     await arr.cli('fail', arr.name, '--member', '0');
@@ -96,10 +155,21 @@ async function latencyUnderRebuild(arr: TestArray, runtime: number, spare: strin
     for (let i = 0; i < 100 && !(await tasksOf(arr)).some((t) => t.task.kind === 'rebuild' && t.task.id > before && t.bytes > 0); i++) {
       await new Promise((r) => setTimeout(r, 100));
     }
-    const busy = await randReadP99(ctl.uri(), runtime);
+    const started = (await tasksOf(arr)).find((t) => t.task.kind === 'rebuild' && t.task.id > before);
+    const t0 = performance.now();
+    const sampler = started ? sampleProgress(arr, started.task.id, t0) : undefined;
+    const busyLog = path.join(work, 'lat-busy');
+    let progress: ProgressSample[] = [];
+    let busy: Awaited<ReturnType<typeof randReadP99>>;
+    try {
+      busy = await randReadP99(ctl.uri(), runtime, busyLog);
+    } finally {
+      progress = sampler?.stop() ?? [];
+    }
     const task = (await tasksOf(arr)).find((t) => t.task.kind === 'rebuild' && t.task.id > before);
     const during = task ? `rebuild ${task.task.state}, ${(task.bytes / MIB).toFixed(0)} MiB done` : 'no rebuild task seen';
-    return { idle, busy, during, throttle: { minMBps: 20, maxMBps: 0, inflight: 2 } };
+    const timeline = { rebuildMBps: rates(progress), readP99Ms: p99PerSecond(`${busyLog}_clat.1.log`) };
+    return { idle, busy, during, throttle: { minMBps: 20, maxMBps: 0, inflight: 2 }, timeline };
   } finally {
     await ctl.stop();
   }
@@ -151,7 +221,7 @@ export async function run(): Promise<void> {
     const limitSeconds = Math.min(await physicalLimit(arr, work, 0), await physicalLimit(arr, work, 0)); // best of two
     const limitMBps = mbps(DATA_PER_MEMBER, limitSeconds);
     console.log(`  physical limit: ${limitSeconds.toFixed(2)} s (${limitMBps.toFixed(0)} MB/s)`);
-    const lat = await latencyUnderRebuild(arr, runtime, path.join(work, 'spare-lat'));
+    const lat = await latencyUnderRebuild(arr, runtime, path.join(work, 'spare-lat'), work);
     console.log(`  4 KiB rand read p99: idle ${lat.idle.p99.toFixed(0)} us, during throttled rebuild ${lat.busy.p99.toFixed(0)} us (${lat.during})`);
     for (const f of fs.readdirSync(work).filter((f) => /^(m\d|spare)/.test(f))) fs.rmSync(path.join(work, f)); // room for btrfs
     await settle();
@@ -173,7 +243,19 @@ export async function run(): Promise<void> {
     else console.log(`btrfs replace: ${btrfs.mode}; it copies only allocated chunks (${((btrfs.replacedBytes ?? 0) / MIB).toFixed(0)} MiB of ${DATA_PER_MEMBER / MIB} MiB); nbdraid rebuilds the whole member\n`);
     console.log(`4 KiB random read, QD4, ${runtime} s: idle p99 ${lat.idle.p99.toFixed(0)} us (${lat.idle.iops.toFixed(0)} IOPS); during rebuild throttled to min 20 MB/s, 2 in flight: p99 ${lat.busy.p99.toFixed(0)} us (${lat.busy.iops.toFixed(0)} IOPS); ${lat.during}\n`);
     console.log(`${table(['goal', 'measured', 'target', ''], goals)}\n`);
-    console.log(`results: ${await saveResult('rebuild', { dataPerMember: DATA_PER_MEMBER, chunk: 512 << 10, rows, limitSeconds, limitMBps, btrfs, latency: lat, goals })}`);
+    const results = await saveResult('rebuild', { dataPerMember: DATA_PER_MEMBER, chunk: 512 << 10, rows, limitSeconds, limitMBps, btrfs, latency: lat, goals });
+    console.log(`results: ${results}`);
+    const chart = results.replace(/\.json$/, '.svg');
+    fs.writeFileSync(chart, svgChart({
+      title: 'Rebuild under client load (one controller, throttle min 20 MB/s, 2 in flight)',
+      subtitle: `4 KiB random reads, QD4; idle p99 ${(lat.idle.p99 / 1000).toFixed(2)} ms; ${DATA_PER_MEMBER / MIB} MiB per member; ${lat.during}`,
+      xLabel: 'time since the client load began', xUnit: 's',
+      panels: [
+        { label: 'rebuild rate', unit: 'MB/s', points: lat.timeline.rebuildMBps },
+        { label: 'client 4 KiB read p99', unit: 'ms', points: lat.timeline.readP99Ms },
+      ],
+    }));
+    console.log(`chart: ${chart}`);
   } finally {
     await runTool('sync', []);
     fs.rmSync(work, { recursive: true, force: true });
