@@ -7,6 +7,7 @@ declare -A need=(
   [qemu-img]=qemu-utils [qemu-io]=qemu-utils [fio]=fio [nbdkit]=nbdkit
   [fusermount3]=fuse3 [mdadm]=mdadm [mkfs.ext4]=e2fsprogs [losetup]=mount
   [qemu-system-x86_64]=qemu-system-x86 [nbd-client]=nbd-client [socat]=socat [busybox]=busybox-static [openssl]=openssl
+  [psql]=postgresql-client [ip]=iproute2 [runuser]=util-linux
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -15,6 +16,8 @@ done
 /usr/bin/python3 -c 'import nbd' >/dev/null 2>&1 || missing+=(python3-libnbd)
 # The kernel tests boot the distribution's kernel under QEMU (test/helpers/guest.ts).
 compgen -G '/boot/vmlinuz-*' >/dev/null || missing+=(linux-image-amd64)
+# test/helpers/postgres.ts starts Debian's PostgreSQL server binaries, which are not on PATH.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 [ ${#missing[@]} -eq 0 ] && exit 0
 pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
 if [ "$(id -u)" -ne 0 ]; then
