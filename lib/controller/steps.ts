@@ -21,21 +21,28 @@ export function writesParity(kind: string): boolean {
 }
 
 /**
+ * Told of the inconsistent stripes a repair found, before it rewrites their parity: once
+ * rewritten, nobody could find them again, so a controller that dies after the rewrite must have
+ * recorded them first.
+ */
+export type FoundHook = (stripes: number[]) => Promise<void>;
+
+/**
  * Runs the step of `kind` over [first, first + count); returns the stripes found inconsistent.
  * A member that fails background I/O is failed exactly as one that fails a client's request
  * (one failure policy); the step still fails, and its partition is retried on what is left.
  * The member bytes it read and wrote are added to `bytes` (a failed step adds none).
  */
-export async function runStep(vol: RaidVolume, kind: string, dataset: unknown, first: number, count: number, bytes?: BackgroundBytes): Promise<number[]> {
+export async function runStep(vol: RaidVolume, kind: string, dataset: unknown, first: number, count: number, bytes?: BackgroundBytes, found?: FoundHook): Promise<number[]> {
   try {
-    return await runKind(vol, kind, dataset, first, count, bytes);
+    return await runKind(vol, kind, dataset, first, count, bytes, found);
   } catch (err) {
     if (err instanceof MemberError) await vol.memberIoFailed(err);
     throw err;
   }
 }
 
-async function runKind(vol: RaidVolume, kind: string, dataset: unknown, first: number, count: number, bytes?: BackgroundBytes): Promise<number[]> {
+async function runKind(vol: RaidVolume, kind: string, dataset: unknown, first: number, count: number, bytes?: BackgroundBytes, found?: FoundHook): Promise<number[]> {
   const chunks = vol.g.chunk * count;
   const members = vol.slots.length;
   switch (kind) {
@@ -50,15 +57,16 @@ async function runKind(vol: RaidVolume, kind: string, dataset: unknown, first: n
     }
     case 'repair':
     case 'resync':
-      return repairRange(vol, kind, first, count, bytes);
+      return repairRange(vol, kind, first, count, bytes, found);
     default:
       throw new NbdraidError('EINVAL', `task kind ${kind}`, 'this controller does not know how to run it; upgrade it');
   }
 }
 
-/** Checks the range, then reads each bad stripe again and rewrites its parity. */
-async function repairRange(vol: RaidVolume, kind: string, first: number, count: number, bytes?: BackgroundBytes): Promise<number[]> {
+/** Checks the range, records what it found, then reads each bad stripe again and rewrites its parity. */
+async function repairRange(vol: RaidVolume, kind: string, first: number, count: number, bytes?: BackgroundBytes, found?: FoundHook): Promise<number[]> {
   const bad = await vol.checkStripes(first, count);
+  if (bad.length > 0) await found?.(bad);
   const c = vol.g.chunk;
   let rewritten = 0;
   for (const s of bad) if (await vol.repairStripe(s)) rewritten++;

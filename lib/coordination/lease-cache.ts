@@ -136,6 +136,11 @@ export class LeaseCache {
     return this.intent.isDirty(region);
   }
 
+  /** Another controller asked for `region`, which we hold: holders should let it go soon. */
+  isWanted(region: number): boolean {
+    return this.regions.get(region)?.state === 'draining';
+  }
+
   /** True when a flush now could let a write-intent bit be cleared (WriteIntent.hasIdleDirty). */
   hasIdleDirty(): boolean {
     return this.intent.hasIdleDirty();
