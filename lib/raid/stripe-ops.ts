@@ -10,8 +10,16 @@
 // of any single failure are consistent. In a stripe that was already degraded a failed write is a
 // second failure: a partial write is then rolled back (old data and parity rewritten), so the
 // missing member's data, which the request never covered, still reconstructs.
+import { BufferPool } from '../transport/buffer-pool.js';
 import type { Geometry } from './geometry.js';
 import { xorInto } from './parity.js';
+
+/**
+ * New parity and the old data and parity a read-modify-write reads: pooled, since a fresh buffer
+ * per stripe write costs page faults and collections. Each goes back once every write and undo of
+ * its stripe write has settled (nothing reads it after that).
+ */
+const scratch = new BufferPool(32 << 20);
 
 export class MemberError extends Error {
   constructor(readonly slot: number, override readonly cause: unknown) {
@@ -94,12 +102,16 @@ export async function writeStripe(env: StripeEnv, stripe: number, start: number,
     writes.push({ slot: parityDisk, lo: parity.lo, buf: parity.buf });
     undo = parity.undo;
   }
-  const failed = failedSlots(await Promise.allSettled(writes.map((w) => env.memberWrite(w.slot, g.memberByte(stripe, w.lo), w.buf, fua))));
-  if (failed.length > 0 && undo) {
-    const back = undo.filter((u) => !failed.includes(u.slot));
-    await Promise.allSettled(back.map((u) => env.memberWrite(u.slot, g.memberByte(stripe, u.lo), u.buf, fua)));
+  try {
+    const failed = failedSlots(await Promise.allSettled(writes.map((w) => env.memberWrite(w.slot, g.memberByte(stripe, w.lo), w.buf, fua))));
+    if (failed.length > 0 && undo) {
+      const back = undo.filter((u) => !failed.includes(u.slot));
+      await Promise.allSettled(back.map((u) => env.memberWrite(u.slot, g.memberByte(stripe, u.lo), u.buf, fua)));
+    }
+    return failed;
+  } finally {
+    for (const w of [...writes, ...(undo ?? [])]) scratch.giveView(w.buf); // the request's own data is not the pool's: ignored
   }
-  return failed;
 }
 
 /** Zeroes a whole stripe: zero data makes zero parity, so every usable member is zeroed. */
@@ -122,7 +134,7 @@ function failedSlots(rs: PromiseSettledResult<void>[]): number[] {
 }
 
 function fullParity(ps: Piece[], chunk: number): ParityUpdate {
-  const buf = Buffer.allocUnsafeSlow(chunk);
+  const buf = scratch.takeView(chunk);
   ps[0].data.copy(buf);
   for (let i = 1; i < ps.length; i++) xorInto(buf, ps[i].data);
   return { lo: 0, buf };
@@ -143,18 +155,24 @@ async function partialParity(env: StripeEnv, stripe: number, ps: Piece[], miss: 
 /** new parity = old parity ^ old data ^ new data, over the written ranges. */
 async function rmwParity(env: StripeEnv, stripe: number, ps: Piece[], lo: number, hi: number, keepOld: boolean): Promise<ParityUpdate> {
   const g = env.g;
-  const buf = Buffer.allocUnsafeSlow(hi - lo);
-  const olds = ps.map((p) => Buffer.allocUnsafeSlow(p.hi - p.lo));
-  await settle([
-    env.memberRead(g.parityDisk(stripe), g.memberByte(stripe, lo), buf),
-    ...ps.map((p, i) => env.memberRead(p.disk, g.memberByte(stripe, p.lo), olds[i])),
-  ]);
+  const buf = scratch.takeView(hi - lo);
+  const olds = ps.map((p) => scratch.takeView(p.hi - p.lo));
+  try {
+    await settle([
+      env.memberRead(g.parityDisk(stripe), g.memberByte(stripe, lo), buf),
+      ...ps.map((p, i) => env.memberRead(p.disk, g.memberByte(stripe, p.lo), olds[i])),
+    ]);
+  } catch (err) {
+    for (const b of [buf, ...olds]) scratch.giveView(b); // every read has settled
+    throw err;
+  }
   const undo = keepOld ? [{ slot: g.parityDisk(stripe), lo, buf: Buffer.from(buf) }, ...ps.map((p, i) => ({ slot: p.disk, lo: p.lo, buf: olds[i] }))] : undefined;
   ps.forEach((p, i) => {
     const at = buf.subarray(p.lo - lo);
     xorInto(at, olds[i]);
     xorInto(at, p.data);
   });
+  if (!undo) for (const b of olds) scratch.giveView(b); // kept for the undo otherwise
   return { lo, buf, undo };
 }
 
