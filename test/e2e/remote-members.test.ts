@@ -2,7 +2,8 @@
 // plugin, over loopback TCP and unix sockets. Created, served and verified through a controller
 // with fio; a member failed by request is rebuilt onto a remote spare and check finds no mismatch;
 // a member server SIGKILLed under load fails its member cleanly and the array stays served
-// degraded with every acknowledged write intact.
+// degraded with every acknowledged write intact; once the server is back, the same export added
+// as a spare is rebuilt.
 import t from 'tap';
 import {
   MiB, createArray, fioVerify, scrub, startController, startFio, waitFor, waitTaskEnd,
@@ -10,6 +11,7 @@ import {
 import { type MemberServerSpec, serveMembers } from '../helpers/member-servers.js';
 import { sleep } from '../helpers/processes.js';
 import { killGroup, runTool } from '../helpers/run-tool.js';
+import { startNbdraid } from '../helpers/server-process.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const MEMBER = 96 * MiB;
@@ -80,4 +82,17 @@ t.test('remote members: a member server SIGKILLed mid-I/O fails its member; serv
   tt.same(after.jobs.map((j) => j.read.io_bytes), [JOB, JOB], 'the degraded array still serves every block (verify-only)');
   const info = await runTool('nbdinfo', ['--size', ctl.uri]);
   tt.ok(Number(info.stdout.trim()) > 0, 'the controller still answers new clients');
+
+  // The export back: its server restarted, the failed member dropped and the same URI added as a spare.
+  const back = await startNbdraid(tt, { file: victim.file, exportName: 'm1', socket: victim.process.socket });
+  tt.equal(back.uri(), victim.uri, 'the member server is back at the same URI');
+  await arr.cli(['remove', arr.name, '--member', '1']);
+  await arr.cli(['add-spare', arr.name, victim.uri]);
+  const rebuilt = await waitTaskEnd(arr, 'rebuild', 120_000);
+  tt.equal(rebuilt.task.state, 'DONE', `the export is rebuilt (${rebuilt.task.reason ?? 'no reason'})`);
+  tt.equal((await arr.json<Status>(['status', arr.name])).slots, 'UUUUU', 'the array is optimal again');
+  const verified = await fioVerify(ranges, { verifyOnly: true, runtime: 60 });
+  tt.same(verified.jobs.map((j) => j.read.io_bytes), [JOB, JOB], 'every block verifies after the rebuild');
+  const check = await scrub(arr, 'check');
+  tt.equal(check.result?.mismatches, 0, `check finds no parity mismatch (${check.state})`);
 });
