@@ -255,7 +255,7 @@ export class Controller {
       const start = region * this.regionStripes;
       const count = Math.min(this.regionStripes, this.volume.g.stripes - start);
       const bad = await runStep(this.volume, 'resync', null, start, count, this.bytes);
-      this.leaseStore.clearResync([region]);
+      await this.coord.async.clearResync(this.opts.arrayName, [region]);
       this.syncSuperblocks();
       if (bad.length > 0) {
         this.log({ event: 'region.resynced', message: `${this.opts.arrayName}: region ${region} resynced before use (${bad.length} stripes fixed)`, fields: { region, stripesFixed: bad.length } });
