@@ -41,9 +41,15 @@ export interface MigrationPlan {
   partitions: Partition[];
 }
 
-/** Smallest volume length whose bounds are stripe bounds in both geometries. */
+/**
+ * Smallest volume length whose bounds are stripe bounds in both geometries, and also in md's
+ * reshape unit (the larger chunk times each geometry's data members): Linux md assembles a
+ * reshape in progress only when reshape_position, a partition bound, lies on such a bound.
+ */
 export function partitionUnit(mg: MigrationGeometry): number {
-  return lcm(mg.source.stripeData, mg.destination.stripeData);
+  const { source: s, destination: d } = mg;
+  const big = Math.max(s.chunk, d.chunk);
+  return [s.stripeData, d.stripeData, big * s.dataMembers, big * d.dataMembers].reduce(lcm);
 }
 
 /** Partitions of at least `minBytes` of volume each (rounded up to whole units). */

@@ -2,7 +2,7 @@
 // and data offset beside the source's, and one boundary (reshape_position, array sectors) that
 // the completed run of partitions has reached. So `mdadm --examine` shows a reshape in progress,
 // and a member set carries its migration without the database.
-import { type Geometry, layoutName } from './geometry.js';
+import { layoutName } from './geometry.js';
 import type { ArrayInfo } from './metadata.js';
 import { type PartitionState, completedRun } from './migration-order.js';
 import type { Direction, MigrationPlan } from './migration-plan.js';
@@ -30,20 +30,19 @@ export function reshapeInfo(plan: MigrationPlan, states: PartitionState[]): Resh
   return {
     raidDisks: destination.members, layout: destination.algorithm, chunkSectors: destination.chunk / 512,
     offsetDelta: (destination.dataOffset - source.dataOffset) / 512, direction: plan.direction,
-    position: boundary(plan, states, source) / 512,
+    position: boundary(plan, states) / 512,
   };
 }
 
-/** Volume byte where the completed run ends (forwards) or starts (backwards), within the source. */
-function boundary(plan: MigrationPlan, states: PartitionState[], source: Geometry): number {
+/**
+ * Volume byte where the completed run ends (forwards) or starts (backwards): always a partition
+ * bound, which md takes as a reshape boundary (see partitionUnit).
+ */
+function boundary(plan: MigrationPlan, states: PartitionState[]): number {
   const inRun = completedRun(plan, states);
   const ps = plan.partitions;
-  if (plan.direction === 'forwards') {
-    const next = ps.find((p) => !inRun(p.index));
-    return Math.min(next ? next.volume.lo : source.size, source.size);
-  }
-  const next = [...ps].reverse().find((p) => !inRun(p.index));
-  return next ? Math.min(next.volume.hi, source.size) : 0;
+  if (plan.direction === 'forwards') return ps.find((p) => !inRun(p.index))?.volume.lo ?? plan.geometry.destination.size;
+  return [...ps].reverse().find((p) => !inRun(p.index))?.volume.hi ?? 0;
 }
 
 /**

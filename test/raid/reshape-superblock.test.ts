@@ -67,7 +67,7 @@ for (const room of ['before', 'after'] as const) {
     advanceReshape(meta, plan, states);
     t.same(await meta.commit(), []);
     const { source, destination } = plan.geometry;
-    const boundary = direction === 'forwards' ? plan.partitions[done].volume.lo : Math.min(source.size, plan.partitions[plan.partitions.length - done - 1].volume.hi);
+    const boundary = direction === 'forwards' ? plan.partitions[done].volume.lo : plan.partitions[plan.partitions.length - done - 1].volume.hi;
     for (const [i, p] of paths.entries()) {
       const md = await agree(t, p, handles[i]);
       const added = i === 3;
