@@ -5,8 +5,9 @@
 // Beside them: the physical limit (fio reading the four survivors and writing one member file at
 // once, same files, same disk), btrfs raid5 `replace` and `scrub` on loop devices of the same size
 // holding the same amount of data, and 4 KiB random-read p99 latency during a throttled rebuild
-// against idle (one controller). Prints tables with the goals, writes JSON under bench-results/,
-// and an SVG chart of the throttled rebuild over time: its MB/s (task progress sampled every
+// against idle (one controller), and the CPU seconds per GiB rebuilt (controller processes) against
+// fio's own CPU for the physical-limit copy of the same bytes. Prints tables with the goals, writes
+// JSON under bench-results/, and an SVG chart of the throttled rebuild over time: its MB/s (task progress sampled every
 // second) above the client's 4 KiB random-read p99 per second (from fio's completion latency log).
 // Environment: BENCH_RUNTIME (seconds of each latency run, default 10), BENCH_REBUILD_GIB (data
 // per member in GiB, default 1; smaller for a quick run of every step).
@@ -17,7 +18,7 @@ import { runFio } from '../../test/helpers/fio.js';
 import { clusterArray, createArray, lastTaskId, serveArray, tasksOf, waitTask, type TestArray } from '../../test/helpers/raid-array.js';
 import { runTool } from '../../test/helpers/run-tool.js';
 import { btrfsReference, type BtrfsResult } from './_btrfs.js';
-import { measure, saveResult, scratch, table, verdict } from './_common.js';
+import { cpuSeconds, measure, saveResult, scratch, table, verdict } from './_common.js';
 import { type Point, svgChart } from './_svg-chart.js';
 
 const MIB = 2 ** 20;
@@ -34,7 +35,7 @@ const TASK_TIMEOUT_MS = 15 * 60_000;
 /** Controllers of each timed rebuild, in order. */
 const RUNS = [1, 1, 2, 3];
 
-interface RebuildRow { controllers: number; first: boolean; rebuildSeconds: number; rebuildMBps: number; checkSeconds: number; checkMBps: number; mismatches: number }
+interface RebuildRow { controllers: number; first: boolean; rebuildSeconds: number; rebuildMBps: number; cpuPerGiB: number; checkSeconds: number; checkMBps: number; mismatches: number }
 
 /** BENCH_REBUILD_GIB as bytes (whole MiB). */
 function dataPerMember(gib: string): number {
@@ -118,7 +119,8 @@ async function activeMembers(arr: TestArray): Promise<Map<number, string>> {
   return new Map(st.members.filter((m) => m.state === 'active' && m.slot !== null).map((m) => [m.slot as number, m.path]));
 }
 
-async function physicalLimit(arr: TestArray, work: string, failedSlot: number): Promise<number> {
+/** The physical limit's seconds, and fio's CPU seconds per GiB written (the same bytes as a rebuild moves). */
+async function physicalLimit(arr: TestArray, work: string, failedSlot: number): Promise<{ seconds: number; cpuPerGiB: number }> {
   const members = await activeMembers(arr);
   const survivors = [...members].filter(([s]) => s !== failedSlot).map(([, p]) => p);
   const target = path.join(work, 'limit-target');
@@ -127,10 +129,11 @@ async function physicalLimit(arr: TestArray, work: string, failedSlot: number): 
   const env = { S0: survivors[0], S1: survivors[1], S2: survivors[2], S3: survivors[3], TARGET: target, DATA_OFFSET: String(DATA_OFFSET), DATA_SIZE: String(DATA_PER_MEMBER) };
   await settle();
   const t0 = performance.now();
-  await runFio({ jobFile: 'rebuild-limit.fio', env, timeoutMs: 600_000 });
+  const r = await runFio({ jobFile: 'rebuild-limit.fio', env, timeoutMs: 600_000 });
   const s = (performance.now() - t0) / 1000;
   fs.rmSync(target);
-  return s;
+  const cpu = r.jobs.reduce((sum, j) => sum + (((j.usr_cpu ?? NaN) + (j.sys_cpu ?? NaN)) / 100) * ((j.job_runtime ?? NaN) / 1000), 0);
+  return { seconds: s, cpuPerGiB: cpu / (DATA_PER_MEMBER / 2 ** 30) };
 }
 
 /**
@@ -175,20 +178,20 @@ async function latencyUnderRebuild(arr: TestArray, runtime: number, spare: strin
   }
 }
 
-function rebuildTable(rows: RebuildRow[], limitMBps: number, btrfs: BtrfsResult): string {
+function rebuildTable(rows: RebuildRow[], limitMBps: number, limitCpuPerGiB: number, btrfs: BtrfsResult): string {
   const body = rows.map((r) => [
     `nbdraid, ${r.controllers} controller${r.controllers > 1 ? 's' : ''}${r.first ? ' (first run)' : ''}`, r.rebuildSeconds.toFixed(2), r.rebuildMBps.toFixed(0),
-    `${((r.rebuildMBps / limitMBps) * 100).toFixed(0)}%`, r.checkSeconds.toFixed(2), r.checkMBps.toFixed(0), String(r.mismatches),
+    `${((r.rebuildMBps / limitMBps) * 100).toFixed(0)}%`, r.cpuPerGiB.toFixed(2), r.checkSeconds.toFixed(2), r.checkMBps.toFixed(0), String(r.mismatches),
   ]);
-  body.push(['physical limit (fio: read 4 survivors + write 1)', (DATA_PER_MEMBER / 1e6 / limitMBps).toFixed(2), limitMBps.toFixed(0), '100%', '', '', '']);
-  if (btrfs.skipped) body.push(['btrfs raid5: skipped (see below)', '', '', '', '', '', '']);
+  body.push(['physical limit (fio: read 4 survivors + write 1)', (DATA_PER_MEMBER / 1e6 / limitMBps).toFixed(2), limitMBps.toFixed(0), '100%', limitCpuPerGiB.toFixed(2), '', '', '']);
+  if (btrfs.skipped) body.push(['btrfs raid5: skipped (see below)', '', '', '', '', '', '', '']);
   else {
     const rs = btrfs.replaceSeconds as number;
     const ss = btrfs.scrubSeconds as number;
     body.push(['btrfs raid5 replace / scrub', rs.toFixed(2), mbps(btrfs.replacedBytes ?? NaN, rs).toFixed(0),
-      `${((mbps(btrfs.replacedBytes ?? NaN, rs) / limitMBps) * 100).toFixed(0)}%`, ss.toFixed(2), mbps(btrfs.dataBytes as number, ss).toFixed(0), '']);
+      `${((mbps(btrfs.replacedBytes ?? NaN, rs) / limitMBps) * 100).toFixed(0)}%`, '', ss.toFixed(2), mbps(btrfs.dataBytes as number, ss).toFixed(0), '']);
   }
-  return table(['', 'rebuild s', 'MB/s', 'of limit', 'check/scrub s', 'MB/s', 'mismatches'], body);
+  return table(['', 'rebuild s', 'MB/s', 'of limit', 'CPU s/GiB', 'check/scrub s', 'MB/s', 'mismatches'], body);
 }
 
 export async function run(): Promise<void> {
@@ -209,16 +212,20 @@ export async function run(): Promise<void> {
       try {
         const slot = [2, 3, 4, 1][i];
         await settle();
+        const cpu0 = cpuSeconds(cluster.pid);
         const rebuilt = await rebuildOnce(arr, slot, path.join(work, `spare${i}`));
+        const cpuPerGiB = (cpuSeconds(cluster.pid) - cpu0) / (DATA_PER_MEMBER / 2 ** 30);
         const check = await checkOnce(arr);
         const rs = seconds(rebuilt);
-        rows.push({ controllers: n, first: i === 0, rebuildSeconds: rs, rebuildMBps: mbps(DATA_PER_MEMBER, rs), checkSeconds: check.seconds, checkMBps: mbps(USABLE, check.seconds), mismatches: check.mismatches });
+        rows.push({ controllers: n, first: i === 0, rebuildSeconds: rs, rebuildMBps: mbps(DATA_PER_MEMBER, rs), cpuPerGiB, checkSeconds: check.seconds, checkMBps: mbps(USABLE, check.seconds), mismatches: check.mismatches });
         console.log(`  ${n} controller(s): rebuild ${rs.toFixed(2)} s (${mbps(DATA_PER_MEMBER, rs).toFixed(0)} MB/s), check ${check.seconds.toFixed(2)} s, ${check.mismatches} mismatches`);
       } finally {
         await cluster.stop();
       }
     }
-    const limitSeconds = Math.min(await physicalLimit(arr, work, 0), await physicalLimit(arr, work, 0)); // best of two
+    const limits = [await physicalLimit(arr, work, 0), await physicalLimit(arr, work, 0)];
+    const limitSeconds = Math.min(...limits.map((l) => l.seconds)); // best of two
+    const limitCpuPerGiB = Math.min(...limits.map((l) => l.cpuPerGiB));
     const limitMBps = mbps(DATA_PER_MEMBER, limitSeconds);
     console.log(`  physical limit: ${limitSeconds.toFixed(2)} s (${limitMBps.toFixed(0)} MB/s)`);
     const lat = await latencyUnderRebuild(arr, runtime, path.join(work, 'spare-lat'), work);
@@ -231,19 +238,22 @@ export async function run(): Promise<void> {
     const one = Math.max(...rows.filter((r) => r.controllers === 1).map((r) => r.rebuildMBps));
     const two = rows.find((r) => r.controllers === 2)?.rebuildMBps ?? NaN;
     const best = Math.max(...rows.map((r) => r.rebuildMBps));
+    const oneCpu = Math.min(...rows.filter((r) => r.controllers === 1).map((r) => r.cpuPerGiB));
     const goals = [
       ['2 controllers vs 1 (rebuild rate, best 1-controller run)', (two / one).toFixed(2), '>= 1.6', verdict(two / one, 1.6)],
       ['rebuild time vs btrfs replace (btrfs s / nbdraid s, best)', btrfs.skipped ? 'skipped' : ((btrfs.replaceSeconds as number) / Math.min(...rows.map((r) => r.rebuildSeconds))).toFixed(2), '> 1.0',
         btrfs.skipped ? '' : verdict((btrfs.replaceSeconds as number) / Math.min(...rows.map((r) => r.rebuildSeconds)), 1.0001)],
       ['rebuild rate vs physical limit (best)', (best / limitMBps).toFixed(2), '>= 0.70', verdict(best / limitMBps, 0.7)],
+      ['CPU s per GiB rebuilt (1 controller, best) / fio copy of the same bytes', `${(oneCpu / limitCpuPerGiB).toFixed(2)} (${oneCpu.toFixed(2)} / ${limitCpuPerGiB.toFixed(2)})`, '<= 1.5',
+        oneCpu / limitCpuPerGiB <= 1.5 ? 'met' : 'MISSED'],
       ['4K rand read p99 during throttled rebuild / idle', (lat.busy.p99 / lat.idle.p99).toFixed(2), '<= 2.0', lat.busy.p99 / lat.idle.p99 <= 2 ? 'met' : 'MISSED'],
     ];
-    console.log(`\n${rebuildTable(rows, limitMBps, btrfs)}\n`);
+    console.log(`\n${rebuildTable(rows, limitMBps, limitCpuPerGiB, btrfs)}\n`);
     if (btrfs.skipped) console.log(`btrfs skipped: ${btrfs.skipped}\n`);
     else console.log(`btrfs replace: ${btrfs.mode}; it copies only allocated chunks (${((btrfs.replacedBytes ?? 0) / MIB).toFixed(0)} MiB of ${DATA_PER_MEMBER / MIB} MiB); nbdraid rebuilds the whole member\n`);
     console.log(`4 KiB random read, QD4, ${runtime} s: idle p99 ${lat.idle.p99.toFixed(0)} us (${lat.idle.iops.toFixed(0)} IOPS); during rebuild throttled to min 20 MB/s, 2 in flight: p99 ${lat.busy.p99.toFixed(0)} us (${lat.busy.iops.toFixed(0)} IOPS); ${lat.during}\n`);
     console.log(`${table(['goal', 'measured', 'target', ''], goals)}\n`);
-    const results = await saveResult('rebuild', { dataPerMember: DATA_PER_MEMBER, chunk: 512 << 10, rows, limitSeconds, limitMBps, btrfs, latency: lat, goals });
+    const results = await saveResult('rebuild', { dataPerMember: DATA_PER_MEMBER, chunk: 512 << 10, rows, limitSeconds, limitMBps, limitCpuPerGiB, btrfs, latency: lat, goals });
     console.log(`results: ${results}`);
     const chart = results.replace(/\.json$/, '.svg');
     fs.writeFileSync(chart, svgChart({

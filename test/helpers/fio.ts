@@ -18,6 +18,10 @@ export interface FioIo {
 export interface FioJob {
   jobname: string;
   error: number;
+  /** Percent of the job's runtime spent in user and system mode, and that runtime (ms). */
+  usr_cpu?: number;
+  sys_cpu?: number;
+  job_runtime?: number;
   read: FioIo;
   write: FioIo;
   trim: FioIo;
