@@ -5,7 +5,7 @@ import t from 'tap';
 import { Geometry } from '../../lib/raid/geometry.js';
 import { migrationGeometry } from '../../lib/raid/migration-geometry.js';
 import { planMigration } from '../../lib/raid/migration-offset.js';
-import { criticalPartitions, dependencies } from '../../lib/raid/migration-order.js';
+import { checkOrderable, criticalPartitions, dependencies } from '../../lib/raid/migration-order.js';
 import { partitionUnit, planPartitions } from '../../lib/raid/migration-plan.js';
 import { rejectsWith } from './util.js';
 
@@ -75,6 +75,14 @@ t.test('onto new devices every partition is independent', async (t) => {
   const plan = planMigration(src, { members: 5, chunk: 8 * K }, { placement: 'new-devices' });
   t.same(dependencies(plan), plan.partitions.map(() => []));
   t.same(criticalPartitions(plan), []);
+});
+
+t.test('a destination that outruns its source: md-resumable cannot order it and says so', async (t) => {
+  const five = new Geometry({ members: 5, chunk: 4 * K, layout: 'left-symmetric', dataOffset: MIB, stripes: 12 });
+  const plan = planMigration(five, { members: 4, usedBytes: 64 * K });
+  t.same(dependencies(plan), [[0, 1], [1, 2], [2, 3], []], 'each partition writes over the next one\'s source');
+  t.doesNotThrow(() => checkOrderable(plan, dependencies(plan), 'overlapped-complete'), 'overlapped-complete runs it from the last partition down');
+  await rejectsWith(t, () => checkOrderable(plan, dependencies(plan), 'md-resumable'), 'EINVAL', 'migration: partitions 0, 1, 2 wait on each other in place');
 });
 
 t.test('refusals', async (t) => {
