@@ -55,7 +55,10 @@ export function lineLog(format: LogFormat, context: LogContext = {}, write: (lin
   return (entry) => write(formatLogLine(format, entry, context));
 }
 
-/** Adapts a log for a layer that logs plain lines (the volume, the NBD server): each is one `event` entry. */
-export function plainLines(log: Log, event: string, level: LogLevel = 'info'): (line: string) => void {
-  return (message) => log({ event, message, level });
+/**
+ * Adapts a log for a layer that logs plain lines (the volume, the NBD server): each is one `event`
+ * entry, at the level the line comes with, else `level`.
+ */
+export function plainLines(log: Log, event: string, level: LogLevel = 'info'): (line: string, lineLevel?: LogLevel) => void {
+  return (message, lineLevel) => log({ event, message, level: lineLevel ?? level });
 }

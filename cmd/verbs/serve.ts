@@ -149,7 +149,7 @@ async function serveDevice(device: BlockDevice, exportName: string, args: ServeA
     ...serverLimits(args),
     exports: [{ name: exportName, device, readOnly: args['read-only'] }],
     tls,
-    log: plainLines(log, 'nbd'),
+    log: plainLines(log, 'nbd', 'warn'),
   });
   let bound: ListenAddress;
   try {

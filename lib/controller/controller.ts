@@ -159,7 +159,7 @@ export class Controller {
         afterFetch: (a, b) => late.ctl?.afterFetch(a, b),
         onLeaseWait: (seconds) => metrics?.leaseWaited(seconds, 'client'),
       });
-      const server = new NbdServer({ ...opts.serverLimits, exports: [{ name, device: volume }], observer: metrics?.requests, log: plainLines(log, 'nbd') });
+      const server = new NbdServer({ ...opts.serverLimits, exports: [{ name, device: volume }], observer: metrics?.requests, log: plainLines(log, 'nbd', 'warn') });
       const ctl = new Controller(coord, volume, server, cache, coord.leaseStore(name), writer, opts, log);
       late.ctl = ctl;
       ctl.metrics = metrics;

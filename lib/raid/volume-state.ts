@@ -3,6 +3,7 @@
 // commit started before it finished, so no acknowledged write depends on a member the superblocks
 // still call in sync.
 import { NbdraidError } from '../errors.js';
+import type { LogLevel } from '../log.js';
 import type { BlockDevice } from '../transport/block-device.js';
 import { newUuid } from './metadata.js';
 import { type MemberChange, StaleChange } from './metadata-store.js';
@@ -208,7 +209,7 @@ export class VolumeState {
       disk.role = ROLE_FAULTY;
       disk.recoveryOffset = undefined;
     }
-    this.log(`array ${this.vol.name}: member ${s.index}${disk?.path ? ` (${disk.path})` : ''} marked faulty: ${reason}; running degraded`);
+    this.log(`array ${this.vol.name}: member ${s.index}${disk?.path ? ` (${disk.path})` : ''} marked faulty: ${reason}; running degraded`, 'warn');
     this.vol.emit('member-failed', s.index, reason);
     this.opts.onMemberFailed?.(s.index, reason, disk?.path);
     await this.commit({ kind: 'failed', slot: s.index, path: disk?.path, reason });
@@ -217,7 +218,7 @@ export class VolumeState {
   private goOffline(reason: string): void {
     if (this.offlineReason !== undefined) return;
     this.offlineReason = reason;
-    this.log(`array ${this.vol.name}: OFFLINE: ${reason}; every request now fails with EIO (re-assemble after replacing members)`);
+    this.log(`array ${this.vol.name}: OFFLINE: ${reason}; every request now fails with EIO (re-assemble after replacing members)`, 'error');
   }
 
   private async ensureDirty(): Promise<void> {
@@ -280,7 +281,7 @@ export class VolumeState {
     }
   }
 
-  private log(line: string): void {
-    (this.opts.log ?? ((l: string) => process.stderr.write(`nbdraid: ${l}\n`)))(line);
+  private log(line: string, level: LogLevel = 'info'): void {
+    (this.opts.log ?? ((l: string) => process.stderr.write(`nbdraid: ${l}\n`)))(line, level);
   }
 }

@@ -5,6 +5,7 @@
 // takes the volume offline: every request then fails with EIO and nothing is acknowledged.
 import { EventEmitter } from 'node:events';
 import { NbdraidError } from '../errors.js';
+import type { LogLevel } from '../log.js';
 import {
   type BlockDevice, type BlockSizes, type Capabilities, type Extent, type WriteOptions, type ZeroOptions,
   DEFAULT_CAPABILITIES,
@@ -39,7 +40,8 @@ export interface RaidVolumeOptions {
   /** Idle time before the superblocks are marked clean again (ms, default 1000). */
   cleanDelayMs?: number;
   /** Where the one-line state reports go (default: stderr). */
-  log?: (line: string) => void;
+  /** Where the volume's lines go, with how grave each is; default stderr. */
+  log?: (line: string, level?: LogLevel) => void;
   /** Called after close() has closed the member devices (e.g. to drop member locks). */
   onClose?: () => Promise<void>;
   /** Stripes processed at once by one request (bounds memory of huge requests). */

@@ -60,6 +60,9 @@ t.test('serve NAME --log-format json: one JSON object a line, the failure and th
   const failed = lines.find((e) => e.event === 'member.failed');
   t.equal(failed?.level, 'warn', 'the failed member is a warning');
   t.equal(failed?.fields.slot, 1, 'with its slot');
+  const faulty = lines.find((e) => e.event === 'raid' && /member 1 .*marked faulty/.test(e.message));
+  t.equal(faulty?.level, 'warn', "the volume's own line about it is a warning too");
+  t.equal(lines.find((e) => e.event === 'raid' && /member 1 rebuilt/.test(e.message))?.level, 'info', 'its rebuilt line is info');
   const started = lines.find((e) => e.event === 'rebuild.started');
   t.equal(started?.fields.slot, 1, 'the rebuild of that slot started');
   t.equal(started?.fields.path, arr.spare, 'onto the spare');
