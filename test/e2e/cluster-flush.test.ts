@@ -6,10 +6,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { NbdClient } from '../../lib/transport/client.js';
-import { freePort } from '../helpers/free-port.js';
 import { createArray, serveArray } from '../helpers/raid-array.js';
-import { killGroup } from '../helpers/run-tool.js';
-import { nbdraidCli, spawnServer } from '../helpers/server-process.js';
+import { nbdraidCli } from '../helpers/server-process.js';
+import { spawnServer, startReady } from '../helpers/spawn-ready.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 t.test('a FLUSH on controller A syncs every member after a write acknowledged by controller B', async (t) => {
@@ -17,22 +16,12 @@ t.test('a FLUSH on controller A syncs every member after a write acknowledged by
   const arr = await createArray({ dir, name: 'fl', memberSize: '40M' });
   const b = await serveArray(t, arr);
   const log = path.join(dir, 'strace.log');
-  const port = await freePort();
-  const a = spawnServer('strace', ['-f', '-qq', '-y', '-e', 'trace=fdatasync,fsync', '-o', log,
-    process.execPath, nbdraidCli, '--state', arr.state, 'serve', arr.name, '--listen', `127.0.0.1:${port}`]);
-  t.teardown(async () => {
-    killGroup(a.child.pid, 'SIGTERM');
-    await a.exited;
+  const { endpoints: [{ port }] } = await startReady(t, {
+    name: 'controller A under strace', timeoutMs: 30_000,
+    launch: ([e]) => spawnServer('strace', ['-f', '-qq', '-y', '-e', 'trace=fdatasync,fsync', '-o', log,
+      process.execPath, nbdraidCli, '--state', arr.state, 'serve', arr.name, '--listen', `127.0.0.1:${e.port}`]),
   });
-  let ca: NbdClient | undefined;
-  for (const deadline = Date.now() + 30_000; !ca;) {
-    try {
-      ca = await NbdClient.connect({ host: '127.0.0.1', port, exportName: arr.name });
-    } catch (err) {
-      if (Date.now() > deadline || a.child.exitCode !== null) throw new Error(`controller A did not start: ${(err as Error).message}\n${a.stderr()}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  const ca = await NbdClient.connect({ host: '127.0.0.1', port: port as number, exportName: arr.name });
   const cb = await NbdClient.connect({ host: '127.0.0.1', port: b.ports[0], exportName: arr.name });
   await cb.write(3 * 1024 * 1024 + 512, Buffer.alloc(64 * 1024, 0x5c)); // acknowledged by B
   const mark = fs.statSync(log).size;

@@ -5,7 +5,6 @@
 // its coordination commits growing; after it, the flag is clear, the task's series are gone and
 // the bytes written equal the task's. Lease waits are timed for clients and background work.
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import { MiB, createArray, startController, waitTaskEnd } from '../helpers/cluster.js';
@@ -13,7 +12,8 @@ import { waitUntil, withDeadline } from '../helpers/deadline.js';
 import { freePort } from '../helpers/free-port.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { killGroup } from '../helpers/run-tool.js';
-import { nbdraidCli, spawnServer } from '../helpers/server-process.js';
+import { nbdraidCli } from '../helpers/server-process.js';
+import { freePorts, spawnServer } from '../helpers/spawn-ready.js';
 import { controllerArgs } from '../../cmd/verbs/cluster.js';
 import { NbdClient } from '../../lib/transport/client.js';
 
@@ -193,27 +193,10 @@ t.test('cluster gives controller i the metrics port PORT+i', async (tt) => {
   tt.same(controllerArgs({ ...args, metrics: '[::1]:9100' }, 1).slice(-2), ['--metrics', '[::1]:9101'], 'IPv6 hosts keep their brackets');
 });
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
-
-/** Two consecutive free loopback ports (a few tries). */
-async function twoFreePorts(): Promise<number> {
-  for (let i = 0; i < 20; i++) {
-    const p = await freePort();
-    if (p < 65535 && (await portFree(p + 1))) return p;
-  }
-  throw new Error('no two consecutive free loopback ports found in 20 tries');
-}
-
 t.test('nbdraid cluster --metrics: each controller on its own port', async (tt) => {
   const dir = tempDir(tt);
   const arr = await createArray(dir, { memberSize: 16 * MiB });
-  const base = await twoFreePorts();
+  const [base] = await freePorts(2);
   const { child, stderr, exited } = spawnServer(process.execPath, [nbdraidCli, '--state', arr.state, 'cluster', arr.name,
     '--controllers', '2', '--socket', path.join(dir, 'nbd.sock'), '--metrics', `127.0.0.1:${base}`]);
   tt.teardown(async () => {

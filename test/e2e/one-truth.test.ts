@@ -7,13 +7,14 @@
 //   write by strace) leaves the array dirty: with a member missing it is refused unless forced;
 //   with every member present the resync fixes the parity and every acknowledged byte is there.
 import fs from 'node:fs';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { NbdClient } from '../../lib/transport/client.js';
 import { createArray, serveArray, type TestArray } from '../helpers/raid-array.js';
 import { freePort } from '../helpers/free-port.js';
-import { killGroup, runTool } from '../helpers/run-tool.js';
+import { runTool } from '../helpers/run-tool.js';
 import { seededBytes } from '../helpers/prng.js';
-import { nbdraidCli, spawnServer } from '../helpers/server-process.js';
+import { nbdraidCli } from '../helpers/server-process.js';
+import { spawnServer, startReady } from '../helpers/spawn-ready.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const MIB = 1 << 20;
@@ -91,23 +92,14 @@ t.test('superblocks say active while writes are in flight and clean after a clea
 });
 
 /** Serves the array with the process killed at the `when`-th write to `member` (counted by strace). */
-async function serveKilledAt(arr: TestArray, member: string, when: number) {
-  const port = await freePort();
-  const s = spawnServer('strace', ['-f', '-qq', '-o', '/dev/null', '-P', member, '-e', 'trace=pwrite64,pwritev',
-    '-e', `inject=pwrite64:signal=SIGKILL:when=${when}`,
-    process.execPath, nbdraidCli, '--state', arr.state, 'serve', arr.name, '--listen', `127.0.0.1:${port}`]);
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      return { s, client: await connect(port, arr.name) };
-    } catch (err) {
-      if (Date.now() > deadline || s.child.exitCode !== null) {
-        killGroup(s.child.pid, 'SIGKILL');
-        throw new Error(`server under strace did not start: ${(err as Error).message}\n${s.stderr()}`);
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+async function serveKilledAt(t: Test, arr: TestArray, member: string, when: number) {
+  const { s, endpoints: [{ port }] } = await startReady(t, {
+    name: 'nbdraid under strace', timeoutMs: 30_000,
+    launch: ([e]) => spawnServer('strace', ['-f', '-qq', '-o', '/dev/null', '-P', member, '-e', 'trace=pwrite64,pwritev',
+      '-e', `inject=pwrite64:signal=SIGKILL:when=${when}`,
+      process.execPath, nbdraidCli, '--state', arr.state, 'serve', arr.name, '--listen', `127.0.0.1:${e.port}`]),
+  });
+  return { s, client: await connect(port as number, arr.name) };
 }
 
 t.test('killed between a data write and its parity write: dirty; degraded refused without --force; resync fixes it', async (t) => {
@@ -115,7 +107,7 @@ t.test('killed between a data write and its parity write: dirty; degraded refuse
   const arr = await createArray({ dir, name: 'torn', memberSize: '40M' });
   // left-symmetric, 5 members, 512 KiB chunks: stripe 0 has data chunk 0 on m0, chunk 1 on m1, parity on m4.
   const parity = arr.members[4];
-  const { s, client } = await serveKilledAt(arr, parity, 3); // m4's writes: superblock (active), parity of X, parity of Y
+  const { s, client } = await serveKilledAt(t, arr, parity, 3); // m4's writes: superblock (active), parity of X, parity of Y
   const X = seededBytes(4096, 4);
   await client.write(512 * 1024, X); // chunk 1: acknowledged, then flushed
   await client.flush();
@@ -123,7 +115,7 @@ t.test('killed between a data write and its parity write: dirty; degraded refuse
   const killed = await client.write(0, Y).then(() => 'acknowledged', () => 'failed');
   const died = await Promise.race([s.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 20_000).unref())]);
   client.close();
-  if (!died) killGroup(s.child.pid, 'SIGKILL');
+  if (!died) await s.kill();
   t.ok(died, 'the controller died at the third write to the parity member (superblock marked active, parity of X, parity of Y)');
   t.equal(killed, 'failed', 'the write of Y was never acknowledged: the process died at its parity write');
   if (!died) return;

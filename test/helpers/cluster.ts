@@ -2,14 +2,13 @@
 // CLI run against its state directory, controller processes started one by one (so a test can
 // SIGKILL a chosen one), fio crc32c verify jobs spread over several controllers, polling the
 // coordination verbs, and reading members offline (data areas, XOR of survivors).
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { type FioResult, readReport, reportFile } from './fio.js';
 import { freePort } from './free-port.js';
-import { safeTeardown, trackGroup } from './cleanup.js';
-import { describeFailure, killGroup, runJson, runTool, toolPath, type ToolResult } from './run-tool.js';
-import { nbdraidCli, type TestHooks } from './server-process.js';
+import { describeFailure, runJson, runTool, type ToolResult } from './run-tool.js';
+import { nbdraidCli } from './server-process.js';
+import { type TestHooks, nbdUri, outputLine, spawnServer, startReady } from './spawn-ready.js';
 
 export const MiB = 1 << 20;
 
@@ -69,6 +68,7 @@ export interface ControllerProcess {
 }
 
 const START_TIMEOUT_MS = 20_000;
+const SERVING = /controller (\d+) serving array/;
 
 /**
  * Starts `nbdraid serve NAME` on a free port of `host` (default loopback); resolves once it says it
@@ -76,66 +76,20 @@ const START_TIMEOUT_MS = 20_000;
  * or `ip netns exec HOST` with that host's address).
  */
 export async function startController(t: TestHooks, arr: TestArray, extra: string[] = [], prefix: string[] = [], host = '127.0.0.1'): Promise<ControllerProcess> {
-  for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
-    const args = [nbdraidCli, '--state', arr.state, 'serve', arr.name, '--listen', `${host}:${port}`, ...extra];
-    const [cmd, ...pre] = [...prefix, process.execPath];
-    const child = spawn(cmd, [...pre, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, PATH: toolPath() } });
-    trackGroup(child);
-    const c = wrapController(child, host, port, arr.name);
-    const id = await c.started;
-    if (id !== undefined) {
-      const ctl = { ...c.ctl, id };
-      safeTeardown(t, `stop controller ${id} (pid ${ctl.pid})`, async () => {
-        await ctl.stop();
-        if (!t.passing()) t.comment(`controller ${id} (pid ${ctl.pid}) stderr:\n${ctl.stderr()}`);
-      });
-      return ctl;
-    }
-    await c.ctl.stop();
-    if (!/EADDRINUSE/.test(c.ctl.stderr()) || attempt >= 3) throw new Error(`controller did not start:\n${c.ctl.stderr()}`);
-  }
-}
-
-function wrapController(child: ChildProcess, host: string, port: number, name: string): { ctl: Omit<ControllerProcess, 'id'>; started: Promise<number | undefined> } {
-  let err = '';
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('close', (code, signal) => resolve({ code, signal }));
-  });
-  const started = new Promise<number | undefined>((resolve) => {
-    const timer = setTimeout(() => resolve(undefined), START_TIMEOUT_MS);
-    const onData = (b: Buffer): void => {
-      err += b.toString();
-      if (err.length > 1 << 20) err = err.slice(-(1 << 19));
-      const m = /controller (\d+) serving array/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    };
-    child.stderr?.on('data', onData);
-    child.stdout?.on('data', onData);
-    void exited.then(() => {
-      clearTimeout(timer);
-      resolve(undefined);
-    });
-  });
-  const gone = () => child.exitCode !== null || child.signalCode !== null;
-  const ctl = {
-    pid: child.pid as number, port, uri: `nbd://${host}:${port}/${encodeURIComponent(name)}`, stderr: () => err, exited,
-    kill: async () => {
-      if (!gone()) killGroup(child.pid, 'SIGKILL');
-      await exited;
+  const { s, endpoints: [at] } = await startReady(t, {
+    name: `controller of ${arr.name}`, timeoutMs: START_TIMEOUT_MS, graceMs: 10_000, ready: () => outputLine(SERVING),
+    endpoints: async () => [{ host, port: await freePort() }],
+    launch: ([e]) => {
+      const [cmd, ...pre] = [...prefix, process.execPath];
+      return spawnServer(cmd, [...pre, nbdraidCli, '--state', arr.state, 'serve', arr.name, '--listen', `${host}:${e.port}`, ...extra]);
     },
-    stop: async () => {
-      if (gone()) return;
-      killGroup(child.pid, 'SIGTERM');
-      const timer = setTimeout(() => killGroup(child.pid, 'SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    },
+  });
+  return {
+    id: Number(SERVING.exec(s.stderr())?.[1]),
+    pid: s.pid, port: at.port as number, uri: nbdUri(at, arr.name), stderr: s.stderr, exited: s.exit,
+    kill: () => s.kill(),
+    stop: async () => { await s.stop(10_000); },
   };
-  return { ctl, started };
 }
 
 /** Polls `probe` until it returns a value other than undefined; throws after `timeoutMs`. */
@@ -237,21 +191,12 @@ export function startFio(ranges: FioRange[], opts: FioVerifyOptions = {}): FioPr
   if (opts.writeRate) args.push(`--rate=,${opts.writeRate}`);
   ranges.forEach((r, i) => args.push(`--name=j${i}`, `--uri=${r.uri}`, `--offset=${r.offset}`, `--size=${r.size}`));
   const [cmd, ...pre] = [...(opts.runIn ?? []), 'fio'];
-  const child = spawn(cmd, [...pre, ...args], { stdio: ['ignore', 'ignore', 'pipe'], detached: true, env: { ...process.env, PATH: toolPath() } });
-  trackGroup(child);
-  let stderr = '';
-  child.stderr?.on('data', (b: Buffer) => { if (stderr.length < 1 << 16) stderr += b.toString(); });
+  const fio = spawnServer(cmd, [...pre, ...args]);
   const started = Date.now();
-  const limit = setTimeout(() => killGroup(child.pid, 'SIGKILL'), ((opts.runtime ?? 120) + 60) * 1000);
-  const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('close', (code, signal) => resolve({ code, signal }));
-    child.once('error', (e) => { stderr += `cannot start fio: ${e.message}`; resolve({ code: null, signal: null }); });
-  });
-  let done = false;
-  const result = closed.then(({ code, signal }) => {
-    done = true;
+  const limit = setTimeout(() => void fio.kill(), ((opts.runtime ?? 120) + 60) * 1000);
+  const result = fio.exit.then(({ code, signal }) => {
     clearTimeout(limit);
-    const r: ToolResult = { command: `fio ${args.join(' ')}`, code, signal, stdout: '', stderr, ms: Date.now() - started };
+    const r: ToolResult = { command: `fio ${args.join(' ')}`, code, signal, stdout: '', stderr: fio.stderr(), ms: Date.now() - started };
     try {
       // A fio killed under load (allowFailure) may have written no report: that is a failed run.
       return readReport(report.path, r, opts.allowFailure ?? false, opts.allowFailure ? 'failed' : 'error');
@@ -261,9 +206,9 @@ export function startFio(ranges: FioRange[], opts: FioVerifyOptions = {}): FioPr
   });
   return {
     result,
-    exited: () => done,
+    exited: fio.gone,
     kill: async () => {
-      if (!done) killGroup(child.pid, 'SIGKILL');
+      await fio.kill();
       await result.catch(() => undefined);
     },
   };

@@ -2,14 +2,13 @@
 // its error filter, served on a unix socket and mounted as a plain file with nbdfuse. The
 // controller opens, locks and pwrites that file like any other member; creating the trigger file
 // makes every write to it fail with EIO (reads keep working), removing it heals it.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { safeTeardown, trackGroup } from './cleanup.js';
+import { safeTeardown } from './cleanup.js';
 import { waitUntil } from './deadline.js';
-import { killGroup, runTool, toolPath } from './run-tool.js';
-import type { TestHooks } from './server-process.js';
+import { runTool } from './run-tool.js';
+import { type TestHooks, spawnServer } from './spawn-ready.js';
 
 export interface FaultMember {
   /** The member file (inside the nbdfuse mount). */
@@ -19,15 +18,6 @@ export interface FaultMember {
   healWrites(): void;
 }
 
-function startDaemon(cmd: string, args: string[]): { pid: number; exited: Promise<void>; stderr: () => string } {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true, env: { ...process.env, PATH: toolPath() } });
-  trackGroup(child);
-  let err = '';
-  child.stderr?.on('data', (b: Buffer) => { if (err.length < 1 << 16) err += b.toString(); });
-  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  return { pid: child.pid as number, exited, stderr: () => err };
-}
-
 /** Starts nbdkit + nbdfuse for a member of `size` bytes; everything is torn down with the test. */
 export async function startFaultMember(t: TestHooks, name: string, size: number): Promise<FaultMember> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nbdraid-fault-'));
@@ -35,16 +25,14 @@ export async function startFaultMember(t: TestHooks, name: string, size: number)
   const trigger = path.join(dir, 'fail-writes');
   const mnt = path.join(dir, 'mnt');
   fs.mkdirSync(mnt);
-  const kit = startDaemon('nbdkit', [
+  const kit = spawnServer('nbdkit', [
     '-f', '-U', sock, '-P', path.join(dir, 'nbdkit.pid'), '--filter=error', 'memory', String(size),
     'error-pwrite-rate=100%', `error-pwrite-file=${trigger}`, 'error=EIO',
   ]);
-  const fuse = startDaemon('nbdfuse', ['-P', path.join(dir, 'nbdfuse.pid'), path.join(mnt, name), '--unix', sock]);
+  const fuse = spawnServer('nbdfuse', ['-P', path.join(dir, 'nbdfuse.pid'), path.join(mnt, name), '--unix', sock]);
   safeTeardown(t, `stop the fault member ${name}`, async () => {
     await runTool('fusermount3', ['-u', '-z', mnt], { allowFailure: true, timeoutMs: 10_000 });
-    killGroup(fuse.pid, 'SIGKILL');
-    killGroup(kit.pid, 'SIGKILL');
-    await Promise.all([fuse.exited, kit.exited]);
+    await Promise.all([fuse.kill(), kit.kill()]);
     fs.rmSync(dir, { recursive: true, force: true });
   });
   const file = path.join(mnt, name);

@@ -2,13 +2,10 @@
 // registered array of member files, run one controller (`serve NAME`) or a cluster of them
 // (`cluster NAME`), and query it (`status`, `tasks`, `check`). Processes run in their own process
 // group; stop() ends them (SIGTERM, then SIGKILL) and kill() SIGKILLs them (a crash).
-import type { ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
-import { freePort } from './free-port.js';
-import { safeTeardown } from './cleanup.js';
-import { killGroup, runJson, runTool, type ToolResult } from './run-tool.js';
-import { nbdraidCli, spawnServer, type TestHooks } from './server-process.js';
+import { runJson, runTool, type ToolResult } from './run-tool.js';
+import { nbdraidCli } from './server-process.js';
+import { type TestHooks, freePorts, nbdUri, spawnServer, startReady } from './spawn-ready.js';
 
 export interface ArraySpec {
   /** Directory holding the member files and the state directory. */
@@ -76,95 +73,20 @@ export function clusterArray(t: TestHooks | null, arr: TestArray, controllers: n
 }
 
 async function launch(t: TestHooks | null, arr: TestArray, n: number, args: (ports: number[]) => string[]): Promise<ArrayProcess> {
-  for (let attempt = 1; ; attempt++) {
-    const ports = await freePorts(n);
-    const { child, stderr, exited } = spawnServer(process.execPath, args(ports));
-    const ready = await waitAll(child, ports);
-    const proc = wrap(child, ports, arr.name, stderr, exited);
-    if (ready) {
-      if (t) {
-        safeTeardown(t, `stop nbdraid ${arr.name} (pid ${proc.pid})`, async () => {
-          await proc.stop();
-          if (!t.passing()) t.comment(`nbdraid ${arr.name} output:\n${stderr()}`);
-        });
-      }
-      return proc;
-    }
-    await proc.stop();
-    if (!/EADDRINUSE/.test(stderr()) || attempt >= 3) throw new Error(`nbdraid ${arr.name} did not start on ports ${ports.join(',')}:\n${stderr()}`);
-  }
-}
-
-function wrap(child: ChildProcess, ports: number[], name: string, stderr: () => string, exited: Promise<number | null>): ArrayProcess {
-  let stopping: Promise<number | null> | undefined;
-  const gone = () => child.exitCode !== null || child.signalCode !== null;
+  const { s, endpoints } = await startReady(t, {
+    name: `nbdraid ${arr.name}`, timeoutMs: READY_MS, graceMs: GRACE_MS,
+    endpoints: async () => (await freePorts(n)).map((port) => ({ port })),
+    launch: (e) => spawnServer(process.execPath, args(e.map((x) => x.port as number))),
+  });
+  const ports = endpoints.map((e) => e.port as number);
   return {
-    pid: child.pid as number,
+    pid: s.pid,
     ports,
-    uri: (i = 0) => `nbd://127.0.0.1:${ports[i]}/${encodeURIComponent(name)}`,
-    stderr,
-    stop: () => (stopping ??= (async () => {
-      if (!gone()) {
-        killGroup(child.pid, 'SIGTERM');
-        const timer = setTimeout(() => killGroup(child.pid, 'SIGKILL'), GRACE_MS);
-        await exited;
-        clearTimeout(timer);
-      }
-      return child.exitCode;
-    })()),
-    kill: async () => {
-      killGroup(child.pid, 'SIGKILL');
-      await exited;
-      stopping ??= Promise.resolve(null);
-    },
+    uri: (i = 0) => nbdUri(endpoints[i], arr.name),
+    stderr: s.stderr,
+    stop: () => s.stop(GRACE_MS),
+    kill: () => s.kill(),
   };
-}
-
-/** `n` consecutive free loopback ports (a cluster listens on PORT..PORT+n-1). */
-async function freePorts(n: number): Promise<number[]> {
-  for (;;) {
-    const base = n === 1 ? await freePort() : 20_000 + Math.floor(Math.random() * 40_000);
-    const ports = Array.from({ length: n }, (_, i) => base + i);
-    if (n === 1 || (await Promise.all(ports.map(portFree))).every(Boolean)) return ports;
-  }
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
-
-/** Polls every port for the NBD greeting until all answer, the process exits, or time runs out. */
-async function waitAll(child: ChildProcess, ports: number[]): Promise<boolean> {
-  const deadline = Date.now() + READY_MS;
-  const waiting = new Set(ports);
-  while (Date.now() < deadline && child.exitCode === null && child.signalCode === null) {
-    for (const p of [...waiting]) if (await greets(p)) waiting.delete(p);
-    if (waiting.size === 0) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return false;
-}
-
-function greets(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = net.connect(port, '127.0.0.1');
-    let got = Buffer.alloc(0);
-    const done = (ok: boolean): void => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(2000, () => done(false));
-    sock.on('error', () => done(false));
-    sock.on('end', () => done(false));
-    sock.on('data', (b: Buffer) => {
-      got = Buffer.concat([got, b]);
-      if (got.length >= 8) done(got.subarray(0, 8).toString('latin1') === 'NBDMAGIC');
-    });
-  });
 }
 
 /** Every task of the array (finished ones too), oldest first. */

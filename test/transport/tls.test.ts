@@ -19,8 +19,8 @@ import { MemoryDevice } from '../../lib/transport/memory-device.js';
 import { type ServerTlsConfig, loadClientTls, loadServerTls, readPskFile } from '../../lib/transport/tls.js';
 import { withDeadline } from '../helpers/deadline.js';
 import { runTool } from '../helpers/run-tool.js';
-import { nbdraidCli, spawnServer } from '../helpers/server-process.js';
-import { freePort } from '../helpers/free-port.js';
+import { nbdraidCli } from '../helpers/server-process.js';
+import { spawnServer, startReady } from '../helpers/spawn-ready.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { makePki, makePskFile } from '../helpers/tls-pki.js';
 import { startServer } from './fixtures.js';
@@ -149,22 +149,11 @@ t.test('our client against a real TLS server (nbdkit --tls=require)', async (tt)
     ['X.509', [`--tls-certificates=${pki.dir}`], { certificates: pki.dir }],
     ['PSK', [`--tls-psk=${keys}`], { pskFile: keys }],
   ] as const) {
-    const port = await freePort();
-    const s = spawnServer('nbdkit', ['-f', '--exit-with-parent', '-i', '127.0.0.1', '-p', String(port), '--tls=require', ...tlsArgs, 'memory', '1M']);
-    tt.teardown(async () => {
-      s.child.kill('SIGTERM');
-      await s.exited;
+    const { endpoints: [{ port }] } = await startReady(tt, {
+      name: `nbdkit --tls=require (${what})`,
+      launch: ([e]) => spawnServer('nbdkit', ['-f', '--exit-with-parent', '-i', '127.0.0.1', '-p', String(e.port), '--tls=require', ...tlsArgs, 'memory', '1M']),
     });
-    const deadline = Date.now() + 15_000;
-    let c: NbdClient | undefined;
-    while (!c && Date.now() < deadline) {
-      c = await NbdClient.connect({ host: '127.0.0.1', port, tls: loadClientTls(creds) }).catch((e: Error) => {
-        if (!/ECONNREFUSED/.test(e.message)) throw e;
-        return undefined;
-      });
-      if (!c) await new Promise((r) => setTimeout(r, 50));
-    }
-    if (!c) throw new Error(`nbdkit did not start: ${s.stderr()}`);
+    const c = await NbdClient.connect({ host: '127.0.0.1', port: port as number, tls: loadClientTls(creds) });
     await c.write(0, Buffer.from(`hello ${what}`));
     tt.equal((await c.read(0, 6 + what.length)).toString(), `hello ${what}`, `${what}: our client writes and reads over nbdkit's TLS`);
     await c.disconnect();
