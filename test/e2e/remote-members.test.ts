@@ -1,9 +1,11 @@
 // An array whose members are exports of other NBD servers: `nbdraid serve --file` and nbdkit's file
 // plugin, over loopback TCP and unix sockets. Created, served and verified through a controller
 // with fio; a member failed by request is rebuilt onto a remote spare and check finds no mismatch;
+// the members alone assemble again in a fresh state directory;
 // a member server SIGKILLed under load fails its member cleanly and the array stays served
 // degraded with every acknowledged write intact; once the server is back, the same export added
 // as a spare is rebuilt.
+import path from 'node:path';
 import t from 'tap';
 import {
   MiB, createArray, fioVerify, scrub, startController, startFio, waitFor, waitTaskEnd,
@@ -11,7 +13,7 @@ import {
 import { type MemberServerSpec, serveMembers } from '../helpers/member-servers.js';
 import { sleep } from '../helpers/processes.js';
 import { killGroup, runTool } from '../helpers/run-tool.js';
-import { startNbdraid } from '../helpers/server-process.js';
+import { nbdraidCli, startNbdraid } from '../helpers/server-process.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const MEMBER = 96 * MiB;
@@ -55,6 +57,14 @@ t.test('remote members: create, serve, fio verify, fail one, rebuild onto a remo
   const sbs = await arr.json<{ events: number; arrayState: string }[]>(['examine', ...current]);
   tt.equal(new Set(sbs.map((s) => s.events)).size, 1, `every remote member's superblock has the same events (${sbs[0]?.events})`);
   tt.same(sbs.map((s) => s.arrayState), Array(5).fill('AAAAA'), 'every superblock shows all five slots active');
+
+  // The members alone tell the truth: a fresh state directory assembles the array from the URIs.
+  await ctl.stop();
+  const fresh = ['--state', path.join(dir, 'state2')];
+  await runTool(process.execPath, [nbdraidCli, ...fresh, 'assemble', 'again', ...current]);
+  const assembled = JSON.parse((await runTool(process.execPath, [nbdraidCli, ...fresh, 'status', 'again', '--json'])).stdout) as Status;
+  tt.same({ slots: assembled.slots, paths: assembled.members.map((m) => m.path) }, { slots: 'UUUUU', paths: current },
+    'assemble from the remote members alone records the optimal array under their URIs');
 });
 
 t.test('remote members: a member server SIGKILLed mid-I/O fails its member; served degraded, nothing acknowledged lost', async (tt) => {
