@@ -6,7 +6,8 @@ import { NbdraidError } from '../errors.js';
 import type { Log } from '../log.js';
 import type { RaidVolume } from '../raid/volume.js';
 import type { BackgroundBytes } from './background-bytes.js';
-import { type Checkpoint, runStep, writesParity } from './steps.js';
+import { runPass } from './region-pass.js';
+import { type Checkpoint, writesParity } from './steps.js';
 import type { Throttle } from './throttle.js';
 
 export interface WorkerContext {
@@ -27,14 +28,6 @@ export interface WorkerContext {
   /** Called after a region's pending resync was cleared (the array may now be clean). */
   afterResync?: () => void;
 }
-
-/**
- * Volume data of one step, roughly (at least one stripe): a window after which the worker looks
- * whether a peer wants the region. With at most STEPS_IN_FLIGHT steps outstanding, a peer's
- * request waits for a few MiB of background I/O, never for a whole region's pass.
- */
-const WINDOW_BYTES = 2 << 20;
-const STEPS_IN_FLIGHT = 4;
 
 /**
  * Partitions one controller works on at once. A partition runs region by region with a barrier
@@ -112,64 +105,34 @@ export class Worker {
   }
 
   /**
-   * Stripes of the partition from cp.next up to the end of their region, under its lease, in
-   * windows; when a peer wants the region it gets it after the windows in flight: what is done
+   * Stripes of the partition from cp.next up to the end of their region, under its lease
+   * (runPass); when a peer wants the region it gets it after the windows in flight: what is done
    * is checkpointed, the lease goes, and the next call asks for it again. Returns the task's
    * state after the checkpoint.
    */
   private async runRegion(ref: PartitionRef, kind: string, dataset: unknown, cp: Checkpoint, end: number): Promise<string> {
-    const { cache, throttle, volume, regionStripes } = this.ctx;
+    const { cache, volume, regionStripes, coord } = this.ctx;
     const region = Math.floor(cp.next / regionStripes);
     const regionEnd = Math.min(end, (region + 1) * regionStripes);
-    const window = Math.max(1, Math.floor(WINDOW_BYTES / volume.g.stripeData));
     const write = writesParity(kind);
     const asked = performance.now();
     if (!cache.tryAcquire(region, { write })) {
       await cache.acquire(region, { write });
       this.ctx.onLeaseWait?.((performance.now() - asked) / 1000);
     }
-    const from = cp.next;
-    let stop = from;
     try {
-      const jobs = new Set<Promise<void>>();
-      const failures: Promise<void>[] = [];
-      let failed = false;
-      // At least one window per turn of the lease, so that a peer wanting it all the time does
-      // not starve the background work.
-      // Found stripes are recorded before their parity is rewritten (with the checkpoint's
-      // position unchanged): a survivor redoing the region still reports them.
-      const found = async (bad: number[]): Promise<void> => {
-        recorded = union(recorded, bad);
-        await this.ctx.coord.async.checkpoint(ref, { next: from, mismatches: recorded }, 0);
-      };
-      let recorded = cp.mismatches;
-      const more = (): boolean => stop < regionEnd && !failed && (stop === from || (!cache.isWanted(region) && !this.stopping));
-      try {
-        while (more()) {
-          if (jobs.size >= STEPS_IN_FLIGHT) await Promise.race([...jobs].map((j) => j.catch(() => undefined)));
-          const count = Math.min(window, regionEnd - stop);
-          const release = await throttle.acquire(count * volume.g.chunk);
-          const job: Promise<void> = runStep(volume, kind, dataset, stop, count, this.ctx.bytes, found)
-            .then((bad) => { cp.mismatches = union(cp.mismatches, bad); })
-            .finally(() => { release(); jobs.delete(job); });
-          job.catch(() => { failed = true; }); // reported by settleAll below
-          jobs.add(job);
-          failures.push(job);
-          stop += count;
-        }
-      } finally {
-        // No step may outlive the lease (whatever ended the loop).
-        await Promise.allSettled(failures);
-      }
-      await settleAll(failures);
-      if (kind === 'resync' && stop === regionEnd) {
-        await this.ctx.coord.async.clearResync(this.ctx.arrayName, [region]);
+      const from = cp.next;
+      cp.next = await runPass({
+        volume, throttle: this.ctx.throttle, bytes: this.ctx.bytes,
+        checkpoint: (r, c) => coord.async.checkpoint(r, c, 0),
+        shouldYield: () => cache.isWanted(region) || this.stopping,
+      }, ref, kind, dataset, cp, regionEnd);
+      if (kind === 'resync' && cp.next === regionEnd) {
+        await coord.async.clearResync(this.ctx.arrayName, [region]);
         this.ctx.afterResync?.();
       }
-      cp.mismatches = union(cp.mismatches, recorded);
-      cp.next = stop;
       // Checkpoint while still holding the lease: whoever takes the region next sees it done.
-      return await this.ctx.coord.async.checkpoint(ref, cp, (stop - from) * volume.g.chunk);
+      return await coord.async.checkpoint(ref, cp, (cp.next - from) * volume.g.chunk);
     } finally {
       cache.release(region, { write });
     }
@@ -195,16 +158,4 @@ export class Worker {
       // already given back or the task ended: nothing to do
     }
   }
-}
-
-/** The stripes of both lists, each once, ascending. */
-function union(a: number[], b: number[]): number[] {
-  return [...new Set([...a, ...b])].sort((x, y) => x - y);
-}
-
-/** Waits for every job, then throws the first error. */
-async function settleAll(jobs: Promise<void>[]): Promise<void> {
-  const rs = await Promise.allSettled(jobs);
-  const bad = rs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (bad) throw bad.reason;
 }
