@@ -4,7 +4,7 @@
 // `btrfs scrub`. Skipped, with the reason, where the kernel or the tools cannot do it.
 import fs from 'node:fs';
 import path from 'node:path';
-import { runTool } from '../../test/helpers/run-tool.js';
+import { runTool } from '../../harness/run-tool.js';
 
 export interface BtrfsResult {
   skipped?: string;

@@ -3,9 +3,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { FioIo } from '../../test/helpers/fio.js';
-import { runTool } from '../../test/helpers/run-tool.js';
-import { repoRoot } from '../../test/helpers/server-process.js';
+import type { FioIo } from '../../harness/fio.js';
+import { runTool } from '../../harness/run-tool.js';
+import { repoRoot } from '../../harness/server-process.js';
 
 export interface Measurement {
   mbps: number;

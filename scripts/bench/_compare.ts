@@ -2,8 +2,8 @@
 // one), alternating over rounds, `sync` before each timed run, the server's CPU time read around
 // it; each side keeps its median round. Rows render with MB/s, IOPS, p99 and CPU s/GiB of both
 // sides, the throughput and p99 ratios, and the goal.
-import type { FioIo } from '../../test/helpers/fio.js';
-import { runTool } from '../../test/helpers/run-tool.js';
+import type { FioIo } from '../../harness/fio.js';
+import { runTool } from '../../harness/run-tool.js';
 import { type Measurement, cpuSeconds, measure, table } from './_common.js';
 
 export interface Side {

@@ -14,9 +14,9 @@
 // bench-results/profiles/).
 import fs from 'node:fs';
 import path from 'node:path';
-import { type FioIo, runFio } from '../../test/helpers/fio.js';
-import { type ArrayProcess, type TestArray, clusterArray, createArray, serveArray } from '../../test/helpers/raid-array.js';
-import { repoRoot, startNbdkit } from '../../test/helpers/server-process.js';
+import { type FioIo, runFio } from '../../harness/fio.js';
+import { type ArrayProcess, type TestArray, clusterArray, createArray, serveArray } from '../../harness/raid-array.js';
+import { repoRoot, startNbdkit } from '../../harness/server-process.js';
 import { type Goal, type Row, type Side, compareSides, renderRows } from './_compare.js';
 import { saveResult, scratch } from './_common.js';
 

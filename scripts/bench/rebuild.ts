@@ -14,9 +14,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { TaskStore, openDatabase } from '../../lib/coordination/index.js';
-import { runFio } from '../../test/helpers/fio.js';
-import { clusterArray, createArray, lastTaskId, serveArray, tasksOf, waitTask, type TestArray } from '../../test/helpers/raid-array.js';
-import { runTool } from '../../test/helpers/run-tool.js';
+import { runFio } from '../../harness/fio.js';
+import { clusterArray, createArray, lastTaskId, serveArray, tasksOf, waitTask, type TestArray } from '../../harness/raid-array.js';
+import { runTool } from '../../harness/run-tool.js';
 import { btrfsReference, type BtrfsResult } from './_btrfs.js';
 import { cpuSeconds, measure, saveResult, scratch, table, verdict } from './_common.js';
 import { type Point, svgChart } from './_svg-chart.js';

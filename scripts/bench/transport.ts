@@ -9,8 +9,8 @@
 // bench-results/profiles/).
 import fs from 'node:fs';
 import path from 'node:path';
-import { runFio, type FioIo } from '../../test/helpers/fio.js';
-import { repoRoot, startNbdkit, startNbdraid, type ServerProcess } from '../../test/helpers/server-process.js';
+import { runFio, type FioIo } from '../../harness/fio.js';
+import { repoRoot, startNbdkit, startNbdraid, type ServerProcess } from '../../harness/server-process.js';
 import { type Row, type Side, compareSides, renderRows } from './_compare.js';
 import { saveResult, scratch } from './_common.js';
 

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { LAYOUT, chartHeight, niceAxis, plotArea, svgChart } from '../../scripts/bench/_svg-chart.js';
-import { runTool } from '../helpers/run-tool.js';
+import { runTool } from '../../harness/run-tool.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const PARSE = 'import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]).documentElement; print(d.tagName, d.getAttribute("xmlns"), len(d.getElementsByTagName("polyline")))';

@@ -14,9 +14,9 @@ import t, { type Test } from 'tap';
 import { Controller } from '../../lib/controller/controller.js';
 import { databasePath } from '../../lib/coordination/db.js';
 import { NbdClient } from '../../lib/transport/client.js';
-import { safeTeardown } from '../helpers/cleanup.js';
+import { safeTeardown } from '../../harness/cleanup.js';
 import { withDeadline } from '../helpers/deadline.js';
-import { createArray } from '../helpers/raid-array.js';
+import { createArray } from '../../harness/raid-array.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const LOCK_MS = 2000;

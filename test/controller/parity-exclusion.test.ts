@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { MiB, createArray, scrub, startController } from '../helpers/cluster.js';
-import { runTool } from '../helpers/run-tool.js';
+import { runTool } from '../../harness/run-tool.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nbdraid-excl-'));
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -14,7 +14,7 @@ import { readSuperblock } from '../../lib/raid/metadata.js';
 import { StaleChange } from '../../lib/raid/metadata-store.js';
 import { ROLE_FAULTY } from '../../lib/raid/superblock.js';
 import { FileDevice } from '../../lib/transport/file-device.js';
-import { createArray } from '../helpers/raid-array.js';
+import { createArray } from '../../harness/raid-array.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 async function setup(t: Test) {

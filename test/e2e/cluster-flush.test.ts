@@ -6,9 +6,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { NbdClient } from '../../lib/transport/client.js';
-import { createArray, serveArray } from '../helpers/raid-array.js';
-import { nbdraidCli } from '../helpers/server-process.js';
-import { spawnServer, startReady } from '../helpers/spawn-ready.js';
+import { createArray, serveArray } from '../../harness/raid-array.js';
+import { nbdraidCli } from '../../harness/server-process.js';
+import { spawnServer, startReady } from '../../harness/spawn-ready.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 t.test('a FLUSH on controller A syncs every member after a write acknowledged by controller B', async (t) => {

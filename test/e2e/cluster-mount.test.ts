@@ -8,7 +8,7 @@ import path from 'node:path';
 import { MiB, createArray, scrub, startController, taskOf, waitTaskEnd } from '../helpers/cluster.js';
 import { makeTree, treeChecksums } from '../helpers/file-tree.js';
 import { mountNbdfuse, mountUnavailable } from '../helpers/mount.js';
-import { runTool } from '../helpers/run-tool.js';
+import { runTool } from '../../harness/run-tool.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const MEMBER = 128 * MiB;

@@ -10,7 +10,7 @@ import {
   type FioRange,
 } from '../helpers/cluster.js';
 import { sleep } from '../helpers/processes.js';
-import { runTool } from '../helpers/run-tool.js';
+import { runTool } from '../../harness/run-tool.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const MEMBER = 128 * MiB;

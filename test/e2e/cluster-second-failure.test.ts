@@ -9,7 +9,7 @@ import {
   MiB, createArray, differingChunks, fioVerify, leftSymmetric, memberLayout, readDataArea, startController, taskEvents,
   taskOf, waitFor, xorAll, type ControllerProcess,
 } from '../helpers/cluster.js';
-import { runTool } from '../helpers/run-tool.js';
+import { runTool } from '../../harness/run-tool.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const MEMBER = 64 * MiB;

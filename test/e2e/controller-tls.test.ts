@@ -9,8 +9,8 @@ import path from 'node:path';
 import t from 'tap';
 import { controllerArgs } from '../../cmd/verbs/cluster.js';
 import { MiB, createArray, startController } from '../helpers/cluster.js';
-import { clusterArray, createArray as createClusterArray } from '../helpers/raid-array.js';
-import { runJson, runTool } from '../helpers/run-tool.js';
+import { clusterArray, createArray as createClusterArray } from '../../harness/raid-array.js';
+import { runJson, runTool } from '../../harness/run-tool.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { makePki, makePskFile } from '../helpers/tls-pki.js';
 

@@ -9,9 +9,9 @@ import fs from 'node:fs';
 import t from 'tap';
 import { NbdClient } from '../../lib/transport/client.js';
 import { runGuest, shareFile } from '../helpers/guest.js';
-import { serveArray, type TestArray } from '../helpers/raid-array.js';
-import { runJson, runTool } from '../helpers/run-tool.js';
-import { nbdraidCli } from '../helpers/server-process.js';
+import { serveArray, type TestArray } from '../../harness/raid-array.js';
+import { runJson, runTool } from '../../harness/run-tool.js';
+import { nbdraidCli } from '../../harness/server-process.js';
 import { sparseImage, tempDir } from '../helpers/temp-dir.js';
 
 const MiB = 1 << 20;

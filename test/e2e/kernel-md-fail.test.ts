@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import t from 'tap';
 import { NbdClient } from '../../lib/transport/client.js';
 import { runGuest, shareFile } from '../helpers/guest.js';
-import { createArray, serveArray } from '../helpers/raid-array.js';
+import { createArray, serveArray } from '../../harness/raid-array.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const MiB = 1 << 20;

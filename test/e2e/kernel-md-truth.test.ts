@@ -10,8 +10,8 @@ import crypto from 'node:crypto';
 import t, { type Test } from 'tap';
 import { NbdClient } from '../../lib/transport/client.js';
 import { runGuest, shareFile } from '../helpers/guest.js';
-import { createArray, lastTaskId, serveArray, waitTask, type TestArray } from '../helpers/raid-array.js';
-import { runTool } from '../helpers/run-tool.js';
+import { createArray, lastTaskId, serveArray, waitTask, type TestArray } from '../../harness/raid-array.js';
+import { runTool } from '../../harness/run-tool.js';
 import { seededBytes } from '../helpers/prng.js';
 import { tempDir } from '../helpers/temp-dir.js';
 

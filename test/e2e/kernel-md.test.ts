@@ -11,9 +11,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { NbdClient } from '../../lib/transport/client.js';
 import { runGuest, shareFile, type GuestResult } from '../helpers/guest.js';
-import { createArray, serveArray, type TestArray } from '../helpers/raid-array.js';
-import { runTool, runJson } from '../helpers/run-tool.js';
-import { nbdraidCli } from '../helpers/server-process.js';
+import { createArray, serveArray, type TestArray } from '../../harness/raid-array.js';
+import { runTool, runJson } from '../../harness/run-tool.js';
+import { nbdraidCli } from '../../harness/server-process.js';
 import { sparseImage, tempDir } from '../helpers/temp-dir.js';
 
 const MiB = 1 << 20;

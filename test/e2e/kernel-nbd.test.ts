@@ -6,7 +6,7 @@
 // two-controller cluster with one nbd device per controller and two connections each.
 import t, { type Test } from 'tap';
 import { runGuest, shareFile, type GuestResult } from '../helpers/guest.js';
-import { clusterArray, createArray, serveArray } from '../helpers/raid-array.js';
+import { clusterArray, createArray, serveArray } from '../../harness/raid-array.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const GUEST_TIMEOUT_MS = 240_000;

@@ -8,10 +8,10 @@ import {
   MiB, fioVerify, flipBytes, leftSymmetric, memberLayout, scrub, startController, startFio, taskOf,
   waitFor, waitTaskEnd, type ControllerProcess, type EventJson, type TaskJson, type TestArray,
 } from '../helpers/cluster.js';
-import { safeTeardown } from '../helpers/cleanup.js';
+import { safeTeardown } from '../../harness/cleanup.js';
 import { withDeadline } from '../helpers/deadline.js';
 import { sleep } from '../helpers/processes.js';
-import { runTool } from '../helpers/run-tool.js';
+import { runTool } from '../../harness/run-tool.js';
 import { MEMBERS, healthy, writtenArray } from '../helpers/kill-matrix.js';
 
 

@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap';
 import { MiB, createArray, startController } from '../helpers/cluster.js';
 import { waitUntil } from '../helpers/deadline.js';
-import { clusterArray, createArray as createClusterArray } from '../helpers/raid-array.js';
+import { clusterArray, createArray as createClusterArray } from '../../harness/raid-array.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 interface JsonLine { time: string; level: string; controller: number | null; array: string | null; event: string; message: string; fields: Record<string, unknown> }

@@ -9,12 +9,12 @@
 import fs from 'node:fs';
 import t, { type Test } from 'tap';
 import { NbdClient } from '../../lib/transport/client.js';
-import { createArray, serveArray, type TestArray } from '../helpers/raid-array.js';
-import { freePort } from '../helpers/free-port.js';
-import { runTool } from '../helpers/run-tool.js';
+import { createArray, serveArray, type TestArray } from '../../harness/raid-array.js';
+import { freePort } from '../../harness/free-port.js';
+import { runTool } from '../../harness/run-tool.js';
 import { seededBytes } from '../helpers/prng.js';
-import { nbdraidCli } from '../helpers/server-process.js';
-import { spawnServer, startReady } from '../helpers/spawn-ready.js';
+import { nbdraidCli } from '../../harness/server-process.js';
+import { spawnServer, startReady } from '../../harness/spawn-ready.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const MIB = 1 << 20;

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import t from 'tap';
 import { postgresBin, startPostgres } from '../helpers/postgres.js';
-import { runTool } from '../helpers/run-tool.js';
+import { runTool } from '../../harness/run-tool.js';
 
 t.test('PostgreSQL from Debian in a temp dir: start, select 1, stop', { skip: !postgresBin() && 'needs Debian\'s postgresql package' }, async (tt) => {
   const pg = await startPostgres(tt, { listen: '127.0.0.1' });

@@ -11,7 +11,7 @@ import t from 'tap';
 import { NbdraidError } from '../../lib/errors.js';
 import { NbdClient } from '../../lib/transport/client.js';
 import { withDeadline } from '../helpers/deadline.js';
-import { createArray, lastTaskId, serveArray, waitTask, type ArrayProcess } from '../helpers/raid-array.js';
+import { createArray, lastTaskId, serveArray, waitTask, type ArrayProcess } from '../../harness/raid-array.js';
 import { sleep } from '../helpers/processes.js';
 import { tempDir } from '../helpers/temp-dir.js';
 

@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { makeTree, treeChecksums } from '../helpers/file-tree.js';
 import { mountNbdfuse, mountUnavailable } from '../helpers/mount.js';
-import { createArray, serveArray } from '../helpers/raid-array.js';
-import { runTool } from '../helpers/run-tool.js';
+import { createArray, serveArray } from '../../harness/raid-array.js';
+import { runTool } from '../../harness/run-tool.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const unavailable = mountUnavailable();

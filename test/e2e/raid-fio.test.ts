@@ -5,8 +5,8 @@
 // reconstructed from parity), and after the controller is restarted on the degraded array.
 // A verify-only run against a fresh array fails, so the check is known to bite.
 import t from 'tap';
-import { runFio } from '../helpers/fio.js';
-import { createArray, serveArray } from '../helpers/raid-array.js';
+import { runFio } from '../../harness/fio.js';
+import { createArray, serveArray } from '../../harness/raid-array.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const JOBS = 4;

@@ -12,8 +12,8 @@ import {
 } from '../helpers/cluster.js';
 import { type MemberServerSpec, serveMembers } from '../helpers/member-servers.js';
 import { sleep } from '../helpers/processes.js';
-import { killGroup, runTool } from '../helpers/run-tool.js';
-import { nbdraidCli, startNbdraid } from '../helpers/server-process.js';
+import { killGroup, runTool } from '../../harness/run-tool.js';
+import { nbdraidCli, startNbdraid } from '../../harness/server-process.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const MEMBER = 96 * MiB;

@@ -4,8 +4,8 @@
 // run against an empty export fails, so the check is known to bite.
 import t from 'tap';
 import path from 'node:path';
-import { runFio } from '../helpers/fio.js';
-import { startNbdraid } from '../helpers/server-process.js';
+import { runFio } from '../../harness/fio.js';
+import { startNbdraid } from '../../harness/server-process.js';
 import { sparseImage, tempDir } from '../helpers/temp-dir.js';
 
 const SIZE = 256 << 20;

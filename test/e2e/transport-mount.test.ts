@@ -6,8 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { makeTree, treeChecksums } from '../helpers/file-tree.js';
 import { mountNbdfuse, mountUnavailable } from '../helpers/mount.js';
-import { runTool } from '../helpers/run-tool.js';
-import { startNbdraid } from '../helpers/server-process.js';
+import { runTool } from '../../harness/run-tool.js';
+import { startNbdraid } from '../../harness/server-process.js';
 import { sparseImage, tempDir } from '../helpers/temp-dir.js';
 
 const SIZE = 256 << 20;

@@ -6,8 +6,8 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { sha256File } from '../helpers/file-tree.js';
-import { runTool } from '../helpers/run-tool.js';
-import { startNbdraid } from '../helpers/server-process.js';
+import { runTool } from '../../harness/run-tool.js';
+import { startNbdraid } from '../../harness/server-process.js';
 import { sparseImage, tempDir } from '../helpers/temp-dir.js';
 
 const SIZE = 256 << 20;

@@ -4,8 +4,8 @@
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runJson, runTool } from '../helpers/run-tool.js';
-import { startNbdraid } from '../helpers/server-process.js';
+import { runJson, runTool } from '../../harness/run-tool.js';
+import { startNbdraid } from '../../harness/server-process.js';
 import { sparseImage, tempDir } from '../helpers/temp-dir.js';
 
 const SIZE = 256 << 20;

@@ -5,8 +5,8 @@
 import t, { type Test } from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runTool } from '../helpers/run-tool.js';
-import { repoRoot, startNbdraid, type ServerProcess } from '../helpers/server-process.js';
+import { runTool } from '../../harness/run-tool.js';
+import { repoRoot, startNbdraid, type ServerProcess } from '../../harness/server-process.js';
 import { sparseImage, tempDir } from '../helpers/temp-dir.js';
 
 const EPERM = 1;

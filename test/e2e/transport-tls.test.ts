@@ -13,8 +13,8 @@ import { OPT_ABORT, OPT_GO, OPT_INFO, OPT_LIST, OPT_STRUCTURED_REPLY, REP_ACK, R
 import { encodeInfoRequest } from '../../lib/transport/codec-handshake.js';
 import { loadClientTls } from '../../lib/transport/tls.js';
 import { waitUntil } from '../helpers/deadline.js';
-import { runJson, runTool } from '../helpers/run-tool.js';
-import { type ServerProcess, startNbdraidServe } from '../helpers/server-process.js';
+import { runJson, runTool } from '../../harness/run-tool.js';
+import { type ServerProcess, startNbdraidServe } from '../../harness/server-process.js';
 import { sparseImage, tempDir } from '../helpers/temp-dir.js';
 import { makePki, makePskFile } from '../helpers/tls-pki.js';
 

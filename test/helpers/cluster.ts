@@ -4,11 +4,11 @@
 // coordination verbs, and reading members offline (data areas, XOR of survivors).
 import fs from 'node:fs';
 import path from 'node:path';
-import { type FioResult, readReport, reportFile } from './fio.js';
-import { freePort } from './free-port.js';
-import { describeFailure, runJson, runTool, type ToolResult } from './run-tool.js';
-import { nbdraidCli } from './server-process.js';
-import { type TestHooks, nbdUri, outputLine, spawnServer, startReady } from './spawn-ready.js';
+import { type FioResult, readReport, reportFile } from '../../harness/fio.js';
+import { freePort } from '../../harness/free-port.js';
+import { describeFailure, runJson, runTool, type ToolResult } from '../../harness/run-tool.js';
+import { nbdraidCli } from '../../harness/server-process.js';
+import { type TestHooks, nbdUri, outputLine, spawnServer, startReady } from '../../harness/spawn-ready.js';
 
 export const MiB = 1 << 20;
 

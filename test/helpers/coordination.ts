@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
-import { safeTeardown } from './cleanup.js';
+import { safeTeardown } from '../../harness/cleanup.js';
 
 interface Teardown { teardown(fn: () => void): void }
 

@@ -5,10 +5,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { safeTeardown } from './cleanup.js';
+import { safeTeardown } from '../../harness/cleanup.js';
 import { waitUntil } from './deadline.js';
-import { runTool } from './run-tool.js';
-import { type TestHooks, spawnServer } from './spawn-ready.js';
+import { runTool } from '../../harness/run-tool.js';
+import { type TestHooks, spawnServer } from '../../harness/spawn-ready.js';
 
 export interface FaultMember {
   /** The member file (inside the nbdfuse mount). */

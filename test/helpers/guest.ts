@@ -11,8 +11,8 @@ import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runTool, killGroup } from './run-tool.js';
-import { repoRoot, type TestHooks } from './server-process.js';
+import { runTool, killGroup } from '../../harness/run-tool.js';
+import { repoRoot, type TestHooks } from '../../harness/server-process.js';
 
 export interface GuestDisk {
   path: string;

@@ -2,11 +2,11 @@
 // process (nbdraid serve --file, or nbdkit's file plugin), over loopback TCP or a unix socket,
 // and the array is made of the servers' URIs.
 import path from 'node:path';
-import { safeTeardown } from './cleanup.js';
+import { safeTeardown } from '../../harness/cleanup.js';
 import { waitUntil } from './deadline.js';
 import type { Host } from './netns.js';
-import { killGroup } from './run-tool.js';
-import { type ServerProcess, type TestHooks, nbdraidCli, spawnServer, startNbdkit, startNbdraid } from './server-process.js';
+import { killGroup } from '../../harness/run-tool.js';
+import { type ServerProcess, type TestHooks, nbdraidCli, spawnServer, startNbdkit, startNbdraid } from '../../harness/server-process.js';
 import { sparseImage } from './temp-dir.js';
 
 export interface MemberServerSpec {

@@ -2,9 +2,9 @@
 // machine without nbd.ko (nbdfuse file -> loop device -> file system). Teardown always unmounts.
 import fs from 'node:fs';
 import path from 'node:path';
-import { safeTeardown } from './cleanup.js';
-import { runTool } from './run-tool.js';
-import { repoRoot, type TestHooks } from './server-process.js';
+import { safeTeardown } from '../../harness/cleanup.js';
+import { runTool } from '../../harness/run-tool.js';
+import { repoRoot, type TestHooks } from '../../harness/server-process.js';
 
 export interface MountOptions {
   /** Make this file system first (e.g. 'ext4'). */

@@ -7,9 +7,9 @@
 // Namespaces are deleted at teardown and, should the test process die first, on its exit; ones
 // left by a dead process (named with its pid) are removed when the next network is made.
 import { spawnSync } from 'node:child_process';
-import { safeTeardown } from './cleanup.js';
-import { runTool } from './run-tool.js';
-import type { TestHooks } from './server-process.js';
+import { safeTeardown } from '../../harness/cleanup.js';
+import { runTool } from '../../harness/run-tool.js';
+import type { TestHooks } from '../../harness/server-process.js';
 
 const PREFIX = 'nbdr';
 const SUBNET = '10.213.0';

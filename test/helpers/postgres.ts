@@ -8,10 +8,10 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { safeTeardown } from './cleanup.js';
-import { freePort } from './free-port.js';
-import { type ToolResult, runTool } from './run-tool.js';
-import type { TestHooks } from './server-process.js';
+import { safeTeardown } from '../../harness/cleanup.js';
+import { freePort } from '../../harness/free-port.js';
+import { type ToolResult, runTool } from '../../harness/run-tool.js';
+import type { TestHooks } from '../../harness/server-process.js';
 
 const PG_ROOT = '/usr/lib/postgresql';
 const SERVER_USER = 'postgres';

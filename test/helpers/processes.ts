@@ -1,7 +1,7 @@
 // Child processes for multi-process tests: spawn compiled JS, wait for a line, kill, collect.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { trackGroup } from './cleanup.js';
+import { trackGroup } from '../../harness/cleanup.js';
 
 export interface Child {
   proc: ChildProcess;

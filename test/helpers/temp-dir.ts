@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { safeTeardown } from './cleanup.js';
+import { safeTeardown } from '../../harness/cleanup.js';
 
 interface Teardown {
   teardown(fn: () => void | Promise<void>): void;

@@ -5,7 +5,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runTool } from './run-tool.js';
+import { runTool } from '../../harness/run-tool.js';
 
 export interface Pki {
   /** Everything: CA, server and client credentials (a server's --tls-certificates, a client's too). */

@@ -4,8 +4,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { runTool, toolPath } from '../helpers/run-tool.js';
-import { nbdraidCli } from '../helpers/server-process.js';
+import { runTool, toolPath } from '../../harness/run-tool.js';
+import { nbdraidCli } from '../../harness/server-process.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 interface Run { code: number | null; stdout: string; stderr: string; signal: string | null }

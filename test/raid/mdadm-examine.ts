@@ -3,7 +3,7 @@ import type { Test } from 'tap';
 import { examineSuperblock } from '../../lib/raid/examine.js';
 import { readSuperblock } from '../../lib/raid/metadata.js';
 import type { MemberHandle } from '../../lib/raid/members.js';
-import { runTool, toolPath } from '../helpers/run-tool.js';
+import { runTool, toolPath } from '../../harness/run-tool.js';
 
 /** mdadm --examine's "Key : value" lines. */
 export async function mdadmExamine(path: string): Promise<Record<string, string>> {

@@ -12,7 +12,7 @@ import { NbdClient } from '../../lib/transport/client.js';
 import { MemoryDevice } from '../../lib/transport/memory-device.js';
 import { waitUntil, withDeadline } from '../helpers/deadline.js';
 import { seededBytes } from '../helpers/prng.js';
-import { runTool } from '../helpers/run-tool.js';
+import { runTool } from '../../harness/run-tool.js';
 import { sparseImage, tempDir } from '../helpers/temp-dir.js';
 import { GatedDevice, startServer } from './fixtures.js';
 

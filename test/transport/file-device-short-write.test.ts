@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { runTool, toolPath } from '../helpers/run-tool.js';
+import { runTool, toolPath } from '../../harness/run-tool.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'workers', 'file-write.js');

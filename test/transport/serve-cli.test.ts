@@ -8,9 +8,9 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { NbdClient } from '../../lib/transport/client.js';
 import { parseListen } from '../../cmd/verbs/serve.js';
-import { safeTeardown, trackGroup } from '../helpers/cleanup.js';
+import { safeTeardown, trackGroup } from '../../harness/cleanup.js';
 import { withDeadline } from '../helpers/deadline.js';
-import { killGroup } from '../helpers/run-tool.js';
+import { killGroup } from '../../harness/run-tool.js';
 
 const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../cmd/nbdraid.js');
 

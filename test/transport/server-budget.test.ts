@@ -12,9 +12,9 @@ import t from 'tap';
 import { encodeRequest } from '../../lib/transport/codec-transmission.js';
 import { NbdClient } from '../../lib/transport/client.js';
 import * as C from '../../lib/transport/constants.js';
-import { safeTeardown, trackGroup } from '../helpers/cleanup.js';
+import { safeTeardown, trackGroup } from '../../harness/cleanup.js';
 import { settled, waitUntil, withDeadline } from '../helpers/deadline.js';
-import { killGroup } from '../helpers/run-tool.js';
+import { killGroup } from '../../harness/run-tool.js';
 import { memoryExport, startServer } from './fixtures.js';
 
 const MiB = 1 << 20;

@@ -18,9 +18,9 @@ import { HandshakeState, acceptClientFlags, handleOption } from '../../lib/trans
 import { MemoryDevice } from '../../lib/transport/memory-device.js';
 import { type ServerTlsConfig, loadClientTls, loadServerTls, readPskFile } from '../../lib/transport/tls.js';
 import { withDeadline } from '../helpers/deadline.js';
-import { runTool } from '../helpers/run-tool.js';
-import { nbdraidCli } from '../helpers/server-process.js';
-import { spawnServer, startReady } from '../helpers/spawn-ready.js';
+import { runTool } from '../../harness/run-tool.js';
+import { nbdraidCli } from '../../harness/server-process.js';
+import { spawnServer, startReady } from '../../harness/spawn-ready.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { makePki, makePskFile } from '../helpers/tls-pki.js';
 import { startServer } from './fixtures.js';

@@ -9,8 +9,8 @@ import { type Endpoint, type Spawned, type TestHooks, nbdUri, spawnServer, start
 
 export { spawnServer, type Spawned, type TestHooks } from './spawn-ready.js';
 
-/** The repository root (this file runs as dist/test/helpers/server-process.js). */
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+/** The repository root (this file runs as dist/harness/server-process.js). */
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const nbdraidCli = path.join(repoRoot, 'dist/cmd/nbdraid.js');
 
 export interface ServerOptions {
