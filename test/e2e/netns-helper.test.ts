@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import t from 'tap';
 import { serveMemberIn } from '../helpers/member-servers.js';
 import { canMakeNetworks, createNetwork } from '../helpers/netns.js';
-import { runTool } from '../helpers/run-tool.js';
+import { runTool } from '../../harness/run-tool.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const namespaces = (): string[] => (spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '').split('\n').map((l) => l.split(' ')[0]).filter(Boolean);
