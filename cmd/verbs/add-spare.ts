@@ -2,7 +2,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { type StateArgs, withRegistry } from './array-common.js';
 import { parseSize } from '../../lib/raid/units.js';
-import { prepareSpare, recordSpare } from './spare-common.js';
+import { prepareSpare, recordSpare } from '../../lib/controller/array-admin.js';
 
 interface Args extends StateArgs { name: string; device: string; size?: string; force: boolean }
 

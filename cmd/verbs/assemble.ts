@@ -7,7 +7,8 @@ import { formatUuid } from '../../lib/raid/superblock.js';
 import { LeaseStore } from '../../lib/coordination/leases.js';
 import { regionStripes } from '../../lib/controller/plans.js';
 import type { Geometry } from '../../lib/raid/geometry.js';
-import { type StateArgs, absolute, recordOf, withRegistry } from './array-common.js';
+import { recordOf } from '../../lib/controller/array-admin.js';
+import { type StateArgs, absolute, withRegistry } from './array-common.js';
 
 function regionsOf(g: Geometry): number[] {
   return Array.from({ length: Math.ceil(g.stripes / regionStripes(g)) }, (_, i) => i);

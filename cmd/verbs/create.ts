@@ -7,7 +7,8 @@ import { DEFAULT_LAYOUT, parseLayout } from '../../lib/raid/geometry.js';
 import { closeMembers, createSparseMember, memberExists, openMembers } from '../../lib/raid/members.js';
 import { formatUuid } from '../../lib/raid/superblock.js';
 import { formatSize, parseSize } from '../../lib/raid/units.js';
-import { type StateArgs, absolute, recordOf, withRegistry } from './array-common.js';
+import { recordOf } from '../../lib/controller/array-admin.js';
+import { type StateArgs, absolute, withRegistry } from './array-common.js';
 
 interface CreateArgs extends StateArgs {
   name: string;

@@ -1,7 +1,7 @@
 // `nbdraid remove NAME --member N`: remove a faulty member from the array.
 import type { Argv, CommandModule } from 'yargs';
 import { type StateArgs, withRegistry } from './array-common.js';
-import { type ChangeArgs, changeMember } from './member-change.js';
+import { type ChangeArgs, changeMember } from '../../lib/controller/array-admin.js';
 
 type Args = StateArgs & ChangeArgs;
 

@@ -3,7 +3,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { NbdraidError } from '../../lib/errors.js';
 import { parseSize } from '../../lib/raid/units.js';
 import { type StateArgs, withRegistry } from './array-common.js';
-import { prepareSpare, recordSpare } from './spare-common.js';
+import { prepareSpare, recordSpare } from '../../lib/controller/array-admin.js';
 
 interface Args extends StateArgs { name: string; member: number; with: string; size?: string; force: boolean }
 

@@ -4,7 +4,8 @@ import type { Argv, CommandModule } from 'yargs';
 import { NbdraidError } from '../../lib/errors.js';
 import { type ArrayRegistry, TaskStore } from '../../lib/coordination/index.js';
 import { type TaskView, formatTask, taskView } from '../task-view.js';
-import { type LiveState, type StateArgs, formatStatus, liveState, noArrays, withRegistry } from './array-common.js';
+import { type LiveState, liveState } from '../../lib/controller/array-admin.js';
+import { type StateArgs, formatStatus, noArrays, withRegistry } from './array-common.js';
 
 /** `watch` is the raw option: undefined when absent, '' for a bare --watch, else the seconds. */
 interface StatusArgs extends StateArgs { name?: string; json: boolean; watch?: string }

@@ -6,7 +6,9 @@ import { NbdraidError } from '../errors.js';
 import type { BlockDevice } from '../transport/block-device.js';
 import { ArrayMetadata, type MdState, type MemberDisk, readSuperblock } from './metadata.js';
 import { describeReshape, reshapeFromSuperblock } from './reshape-fields.js';
-import { FEATURE_BITMAP_OFFSET, FEATURE_RECOVERY_OFFSET, ROLE_FAULTY, ROLE_SPARE, type Superblock, formatUuid, isClean, unsupportedFeatures } from './superblock.js';
+import {
+  FEATURE_BITMAP_OFFSET, ROLE_FAULTY, ROLE_SPARE, type Superblock, formatUuid, isClean, isFresh, isRecovering, unsupportedFeatures,
+} from './superblock.js';
 
 export interface AssembleMember {
   device: BlockDevice;
@@ -80,7 +82,7 @@ function stateOnDisk(ref: Superblock, cands: Candidate[]): MdState {
     if (role === ROLE_SPARE) return;
     roles.push([dev, role]);
     const sb = own.get(dev);
-    if (role < ref.raidDisks && sb && sb.featureMap & FEATURE_RECOVERY_OFFSET) recovery.push([dev, sb.recoveryOffset]);
+    if (role < ref.raidDisks && sb && isRecovering(sb)) recovery.push([dev, sb.recoveryOffset]);
   });
   return { clean: isClean(ref), roles, recovery };
 }
@@ -133,14 +135,14 @@ function classify(c: Candidate, ref: Superblock, chosen: Map<number, Candidate>,
     return;
   }
   if (role >= ref.raidDisks) throw new NbdraidError('EINVAL', ctx, `${c.label} claims slot ${role} of a ${ref.raidDisks}-member array`);
-  if (c.sb.events + 1 < ref.events) {
+  if (!isFresh(c.sb, ref.events)) {
     entry.verdict = 'stale';
     entry.reason = `events ${c.sb.events} older than ${ref.events}: it missed updates while out of the array`;
     stale.push(c);
     return;
   }
   entry.slot = role;
-  if (c.sb.featureMap & FEATURE_RECOVERY_OFFSET) entry.verdict = 'rebuilding';
+  if (isRecovering(c.sb)) entry.verdict = 'rebuilding';
   chosen.set(role, c);
 }
 
@@ -184,7 +186,7 @@ function buildMetadata(ref: Superblock, cands: Candidate[], chosen: Map<number, 
     const c = byDev.get(devNumber);
     const slot = inSlot.get(devNumber);
     const role = slot ?? (refRole < ref.raidDisks ? ROLE_FAULTY : refRole);
-    const recovering = c && slot !== undefined && (c.sb.featureMap & FEATURE_RECOVERY_OFFSET) !== 0;
+    const recovering = c && slot !== undefined && isRecovering(c.sb);
     return {
       devNumber, deviceUuid: c?.sb.deviceUuid ?? Buffer.alloc(16), role,
       device: slot !== undefined && c ? c.m.device : null, path: c?.m.path,

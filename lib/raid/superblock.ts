@@ -227,6 +227,16 @@ export function isClean(sb: Superblock): boolean {
   return sb.resyncOffset === MAX_SECTOR;
 }
 
+/** md's freshness rule: a member at the reference's events or one less missed no update. */
+export function isFresh(sb: Superblock, refEvents: number): boolean {
+  return sb.events + 1 >= refEvents;
+}
+
+/** The member is being rebuilt: its recovery offset says how far. */
+export function isRecovering(sb: Superblock): boolean {
+  return (sb.featureMap & FEATURE_RECOVERY_OFFSET) !== 0;
+}
+
 function num(b: Buffer, at: number): number {
   const v = b.readBigUInt64LE(at);
   if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new NbdraidError('EINVAL', 'superblock', `field at ${at} out of range`);
