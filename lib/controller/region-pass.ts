@@ -56,8 +56,13 @@ export async function runPass(ctx: PassContext, ref: PartitionRef, kind: string,
   try {
     while (more()) {
       if (jobs.size >= STEPS_IN_FLIGHT) await Promise.race([...jobs].map((j) => j.catch(() => undefined)));
+      if (!more()) break; // wanted, stopping or failed while a step was awaited
       const count = Math.min(window, end - stop);
       const release = await throttle.acquire(count * volume.g.chunk);
+      if (!more()) { // ... or while the throttle paced us: the slot goes back unused
+        release();
+        break;
+      }
       const job: Promise<void> = runStep(volume, kind, dataset, stop, count, ctx.bytes, found)
         .then((bad) => { cp.mismatches = union(cp.mismatches, bad); })
         .finally(() => { release(); jobs.delete(job); });

@@ -178,13 +178,17 @@ export class Coordinator {
     this.closed = true;
     clearInterval(this.timer);
     this.stopWatching();
-    // Each cache's give-back is asked before the thread's connection closes, so it is answered.
-    for (const cache of this.caches.values()) cache.close().catch(() => undefined);
     this.watcher.close();
-    const threadClosed = this.thread.close();
-    this.controllers.stop(this.id);
-    this.db.close();
-    return threadClosed;
+    // The leases go back (a wanted one to its waiter, with its bit) before this controller is
+    // recorded as stopped: stopping frees whatever it still holds and queues the dirty ones for
+    // resync, which a clean hand-over needs not.
+    const givenBack = Promise.allSettled([...this.caches.values()].map((c) => c.close()));
+    return givenBack.then(() => {
+      const threadClosed = this.thread.close();
+      this.controllers.stop(this.id);
+      this.db.close();
+      return threadClosed;
+    });
   }
 
   private asyncWork(): AsyncWork {

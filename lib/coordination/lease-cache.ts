@@ -56,6 +56,8 @@ interface Region {
 }
 
 const READY: Promise<void> = Promise.resolve();
+/** Waiters fail once the coordination object has not answered a poll for this long (ms). */
+const FAIL_AFTER_MS = 10_000;
 const OURS: readonly LeaseState[] = ['held', 'draining'];
 
 export class LeaseCache {
@@ -68,6 +70,8 @@ export class LeaseCache {
   /** A poll is in flight; `repoll`: something changed since it was sent. */
   private polling = false;
   private repoll = false;
+  /** When polls began to fail, while they do. */
+  private failingSince: number | undefined;
   private closed = false;
   private readonly unsubscribe: () => void;
   private readonly probeMs: number;
@@ -204,6 +208,7 @@ export class LeaseCache {
 
   /** Reads a poll against each region's state now (see Ordering above). */
   private polled(p: LeasePoll): void {
+    this.failingSince = undefined;
     if (this.closed) return;
     for (const { region, dirty } of p.granted) {
       const s = this.regions.get(region)?.state;
@@ -215,14 +220,24 @@ export class LeaseCache {
       if (r.state === 'waiting' || r.state === 'free') this.take(region, dirty);
       if (r.state === 'held') {
         r.state = 'draining';
-        this.opts.onWanted?.(region);
+        try {
+          this.opts.onWanted?.(region);
+        } catch {
+          // a listener's failure does not hold the hand-over up
+        }
       }
     }
     for (const n of [...p.granted, ...p.wanted].map((l) => l.region)) this.pump(n);
   }
 
-  /** The coordination thread could not answer: waiters of those regions fail, nobody hangs. */
+  /**
+   * The coordination thread could not answer a poll: the waiters keep waiting (the probe timer
+   * polls again), unless polls have failed for FAIL_AFTER_MS in a row; then they fail, so that
+   * nobody hangs on a coordination object that is gone.
+   */
   private pollFailed(waiting: number[], err: Error): void {
+    this.failingSince ??= Date.now();
+    if (Date.now() - this.failingSince < FAIL_AFTER_MS) return;
     for (const n of waiting) {
       const r = this.regions.get(n);
       if (r?.state === 'waiting') this.fail(n, r, err);
@@ -274,8 +289,8 @@ export class LeaseCache {
     const r = this.region(n);
     switch (r.state) {
       case 'free':
-        if (r.queue.length > 0) this.ask(n, r);
-        else this.regions.delete(n);
+        if (r.queue.length > 0 && !this.closed) this.ask(n, r);
+        else if (r.queue.length === 0 && r.inflight === 0) this.regions.delete(n);
         return;
       case 'held':
         this.serve(n, r);

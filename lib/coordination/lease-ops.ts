@@ -52,10 +52,15 @@ export function leaseSteps(store: LeaseStore, controllers: ControllerRegistry, m
       const granted: OwnedLease[] = [];
       let reaped = false;
       for (const region of waiting) {
-        let out = store.tryAcquire(region);
-        if (!out.granted && probe && !reaped && !controllers.isAlive(out.holder)) {
-          reaped = true;
-          out = reapAndRetry(region, out);
+        let out: AcquireOutcome;
+        try {
+          out = store.tryAcquire(region);
+          if (!out.granted && probe && !reaped && !controllers.isAlive(out.holder)) {
+            reaped = true;
+            out = reapAndRetry(region, out);
+          }
+        } catch {
+          continue; // (busy) still waiting: the next poll asks again; what was granted stands
         }
         if (out.granted) granted.push({ region, dirty: out.dirty });
       }

@@ -54,7 +54,9 @@ export class WriteIntent {
 
   /** A lease arrived for `n`, with the bit the database holds for it. */
   adopt(n: number, dirty: boolean): void {
-    this.bits.set(n, { state: dirty ? 'dirty' : 'clean', writes: 0, lastWriteSeq: 0, lastWriteAt: 0 });
+    // A fresh sequence number: a flush token taken before the lease last left must not match it
+    // (the peer may have written meanwhile, after that flush began).
+    this.bits.set(n, { state: dirty ? 'dirty' : 'clean', writes: 0, lastWriteSeq: ++this.seq, lastWriteAt: 0 });
   }
 
   /** The lease of `n` left (handed over or given back): its bit travels with the database row. */

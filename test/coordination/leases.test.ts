@@ -201,3 +201,39 @@ t.test('a SIGKILLed holder: its leases are freed, dirty ones recorded for resync
   t.same(c.leaseStore('md0').pendingResync(), []);
   leases.release(1, { write: false });
 });
+
+t.test('a flush begun before a hand-over does not clear the bit of the peer\'s writes', async (t) => {
+  const { a, b } = pair(t);
+  const la = a.leases('md0', { idleCleanMs: 20 });
+  const lb = b.leases('md0', { idleCleanMs: 60_000 });
+  await lb.acquire(7, { write: true });
+  lb.release(7, { write: true });
+  await la.acquire(7, { write: false }); // the lease comes to a, dirty
+  la.release(7, { write: false });
+  t.equal(la.isDirty(7), true, 'a adopted the dirty bit');
+  const token = la.flushToken(); // a's flush of the members begins...
+  await lb.acquire(7, { write: true }); // ...b writes region 7 meanwhile...
+  lb.release(7, { write: true });
+  await la.acquire(7, { write: false }); // ...and a has it back
+  la.release(7, { write: false });
+  t.equal(leaseRow(a, 7)?.holder, a.id, 'back at a');
+  la.flushed(token); // the flush begun before b's write ends
+  await new Promise((r) => setTimeout(r, 300)); // several idleCleanMs: a wrong clear would have run
+  t.equal(leaseRow(a, 7)?.dirty, true, 'the bit of b\'s write, which the flush did not cover, is still set');
+});
+
+t.test('a closing holder hands a wanted dirty lease over with its bit, recording no resync', async (t) => {
+  const { a, b } = pair(t);
+  const la = a.leases('md0');
+  const lb = b.leases('md0');
+  await la.acquire(3, { write: true });
+  const got = lb.acquire(3, { write: false });
+  await waitUntil(() => leaseRow(b, 3)?.wantedBy === b.id, 10_000, 'b waiting for region 3');
+  la.release(3, { write: true }); // the last I/O ends and the controller stops in the same turn
+  const closed = a.close();
+  await withDeadline(got, 10_000, 'b getting region 3');
+  await closed;
+  t.same(b.leaseStore('md0').pendingResync().map((r) => r.region), [], 'no resync recorded for a lease handed over');
+  t.equal(lb.isDirty(3), true, 'the dirty bit travelled with the lease');
+  lb.release(3, { write: false });
+});
