@@ -182,13 +182,14 @@ export class Coordinator {
     // The leases go back (a wanted one to its waiter, with its bit) before this controller is
     // recorded as stopped: stopping frees whatever it still holds and queues the dirty ones for
     // resync, which a clean hand-over needs not.
-    const givenBack = Promise.allSettled([...this.caches.values()].map((c) => c.close()));
-    return givenBack.then(() => {
+    const end = (): Promise<void> => {
       const threadClosed = this.thread.close();
       this.controllers.stop(this.id);
       this.db.close();
       return threadClosed;
-    });
+    };
+    if (this.caches.size === 0) return end(); // nothing to give back: stopped at once
+    return Promise.allSettled([...this.caches.values()].map((c) => c.close())).then(end);
   }
 
   private asyncWork(): AsyncWork {

@@ -4,7 +4,7 @@
 //       "done <holds> <violations> <handed-over>"
 //   lease-worker STATE hold R1,R2 W1,W2                - holds regions (writes on W*), prints "held <id>",
 //       waits to be killed; if nobody does within HOLD_MAX_MS it gives up, prints "hold expired", exits 2
-import { openSync, readSync, writeSync } from 'node:fs';
+import { appendFileSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { Coordinator } from '../../../lib/coordination/coordinator.js';
 
 const [stateDir, mode, ...args] = process.argv.slice(2);
@@ -21,8 +21,16 @@ async function hammer(slotFile: string, regions: number, holds: number): Promise
   me.writeBigUInt64LE(BigInt(coord.id));
   let violations = 0, started = 0, done = 0;
   const deadline = Date.now() + 60_000;
-  // Start together with the other hammering process, so that the holds overlap.
-  while (coord.controllers.list().filter((c) => c.state === 'live').length < 2 && Date.now() < deadline) await sleep(5);
+  // Start together with the other hammering process, so that the holds overlap: each first takes
+  // a lease of its own (its coordination thread is up), says so in a file next to the slots, and
+  // waits until both have.
+  const own = regions + coord.id;
+  await leases.acquire(own, { write: false });
+  leases.release(own, { write: false });
+  const ready = `${slotFile}.ready`;
+  appendFileSync(ready, `${coord.id}\n`);
+  const count = (): number => readFileSync(ready, 'utf8').split('\n').filter(Boolean).length;
+  while (count() < 2 && Date.now() < deadline) await sleep(5);
   const loop = async (): Promise<void> => {
     while (started < holds && Date.now() < deadline) {
       started++;
