@@ -8,7 +8,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 const UP_AND_OUT = { regex: '^(\\.\\./)+(cmd|test|scripts|harness)/', message: 'lib/ imports nothing from cmd/, test/, scripts/ or harness/.' };
-const RAID_TRANSPORT = '(block-device|buffer-pool|file-device|nbd-device|nbd-uri)\\.js$';
+const RAID_TRANSPORT = '(block-device|buffer-pool|device-location)\\.js$';
 
 /** A zone: `files` may import none of `patterns` (lib's own rule added for lib files). */
 function zone(files, ...patterns) {

@@ -2,16 +2,15 @@
 // flock on a separate descriptor so the lock mode (exclusive for one server, shared for a cluster of
 // controllers) is independent of how the data is accessed. Closing the member drops the lock.
 // Remote members: a member path that is an NBD URI (nbd://HOST:PORT/EXPORT, nbd+unix:///EXPORT?
-// socket=PATH, nbds:// with TLS) is an export of a member server, opened with NbdDevice; no flock
-// exists for it (docs/remote-members.md says what guards it instead).
+// socket=PATH, nbds:// with TLS) is an export of a member server, opened through the transport's
+// device-location door; no flock exists for it (docs/remote-members.md says what guards it instead).
 import fs from 'node:fs';
-import path from 'node:path';
 import fsExt from 'fs-ext';
 import { NbdraidError, asNbdraidError } from '../errors.js';
 import type { BlockDevice } from '../transport/block-device.js';
-import { FileDevice } from '../transport/file-device.js';
-import { DEFAULT_NBD_DEVICE_TIMEOUT_MS, NbdDevice } from '../transport/nbd-device.js';
-import { isNbdUri, parseNbdUri } from '../transport/nbd-uri.js';
+import {
+  DEFAULT_REMOTE_TIMEOUT_MS, canonicalLocation, isRemoteLocation, locationExists, openLocation,
+} from '../transport/device-location.js';
 
 export type LockMode = 'exclusive' | 'shared' | 'none';
 
@@ -21,7 +20,7 @@ export interface MemberHandle {
   close(): Promise<void>;
 }
 
-let remoteTimeoutMs = DEFAULT_NBD_DEVICE_TIMEOUT_MS;
+let remoteTimeoutMs = DEFAULT_REMOTE_TIMEOUT_MS;
 
 /** How long a remote member may leave a request (or its connection set-up) unanswered before it fails. */
 export function setRemoteMemberTimeout(ms: number): void {
@@ -30,25 +29,22 @@ export function setRemoteMemberTimeout(ms: number): void {
 }
 
 export function isRemoteMember(p: string): boolean {
-  return isNbdUri(p);
+  return isRemoteLocation(p);
 }
 
 /** The form a member is recorded under: an absolute path, or the URI as given (checked). */
 export function memberLocation(p: string): string {
-  if (!isNbdUri(p)) return path.resolve(p);
-  parseNbdUri(p);
-  return p;
+  return canonicalLocation(p);
 }
 
 /** A local member exists as a file; a remote one is looked for only when it is opened. */
 export function memberExists(p: string): boolean {
-  return isNbdUri(p) || fs.existsSync(p);
+  return locationExists(p);
 }
 
 /** The member's data as a BlockDevice, without any lock (superblock reads and writes, probes). */
 export async function openMemberDevice(p: string, opts: { readOnly?: boolean } = {}): Promise<BlockDevice> {
-  if (isNbdUri(p)) return NbdDevice.open(p, { readOnly: opts.readOnly, timeoutMs: remoteTimeoutMs });
-  return FileDevice.open(p, { readOnly: opts.readOnly });
+  return openLocation(p, { readOnly: opts.readOnly, timeoutMs: remoteTimeoutMs });
 }
 
 export interface OpenMemberOptions {
@@ -58,7 +54,7 @@ export interface OpenMemberOptions {
 
 /** Opens a member and takes its flock (default exclusive); EBUSY when another process holds it. */
 export async function openMember(path: string, opts: OpenMemberOptions = {}): Promise<MemberHandle> {
-  if (isNbdUri(path)) {
+  if (isRemoteLocation(path)) {
     const device = await openMemberDevice(path, opts);
     return { path, device, close: () => device.close() };
   }
@@ -66,7 +62,7 @@ export async function openMember(path: string, opts: OpenMemberOptions = {}): Pr
   const lockFd = lock === 'none' ? -1 : takeLock(path, lock);
   let device: BlockDevice;
   try {
-    device = await FileDevice.open(path, { readOnly: opts.readOnly });
+    device = await openLocation(path, { readOnly: opts.readOnly, timeoutMs: remoteTimeoutMs });
   } catch (err) {
     if (lockFd >= 0) fs.closeSync(lockFd);
     throw err;
@@ -98,7 +94,7 @@ export async function closeMembers(handles: MemberHandle[]): Promise<void> {
 
 /** True when some process holds a lock on the member (a server has it open). */
 export function memberInUse(path: string): boolean {
-  if (isNbdUri(path)) return false; // no lock to probe: see docs/remote-members.md
+  if (isRemoteLocation(path)) return false; // no lock to probe: see docs/remote-members.md
   let fd: number;
   try {
     fd = fs.openSync(path, 'r');
