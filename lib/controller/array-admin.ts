@@ -1,17 +1,104 @@
-// The array administration door of the CLI verbs: registry records built from assembled metadata,
-// the array's live state derived from its members' superblocks as md would, member changes (fail,
-// remove) handed to the serving process or written to the superblocks when nothing serves the
-// array, and spares checked and recorded. cmd/ parses arguments and prints; the rules live here.
+// The array administration door of the CLI verbs: arrays created or assembled and recorded,
+// registry records built from assembled metadata, the array's live state derived from its members'
+// superblocks as md would, member changes (fail, remove) handed to the serving process or written
+// to the superblocks when nothing serves the array, and spares checked and recorded. cmd/ parses
+// arguments and prints; the rules live here.
+import fs from 'node:fs';
 import type { ArrayRecord, ArrayRegistry, MemberRecord, MemberState } from '../coordination/arrays.js';
+import type { Database } from '../coordination/db.js';
+import { LeaseStore } from '../coordination/leases.js';
 import { NbdraidError } from '../errors.js';
 import type { AssembleResult, MemberReport } from '../raid/assemble.js';
+import { createArray } from '../raid/create.js';
+import type { Geometry, LayoutName } from '../raid/geometry.js';
 import {
   closeMembers, createSparseMember, memberExists, memberInUse, memberLocation, openMemberDevice, openMembers,
 } from '../raid/members.js';
+import { openArray } from '../raid/open.js';
+import { regionStripes } from './plans.js';
 import { type ArrayMetadata, newUuid, probeSuperblock } from '../raid/metadata.js';
 import { ROLE_FAULTY, type Superblock, formatUuid, isClean, isFresh, isRecovering } from '../raid/superblock.js';
 import type { BlockDevice } from '../transport/block-device.js';
 import { SuperblockWriter } from './superblock-writer.js';
+
+// ---- create and assemble ----
+
+export interface CreateSpec { name: string; paths: string[]; size?: number; chunk: number; layout: LayoutName; force: boolean }
+
+/** The member list's own faults (a path twice, missing files without a size), found before anything is opened. */
+export function checkCreateSpec(spec: CreateSpec): void {
+  const ctx = `create ${spec.name}`;
+  const twice = spec.paths.find((p, i) => spec.paths.indexOf(p) !== i);
+  if (twice) throw new NbdraidError('EINVAL', ctx, `member ${twice} is listed twice`);
+  const missing = spec.paths.filter((p) => !memberExists(p));
+  if (missing.length > 0 && spec.size === undefined) {
+    throw new NbdraidError('ENOENT', ctx, `no such member ${missing.join(', ')}; pass --size SIZE to create member files`);
+  }
+}
+
+/**
+ * Writes a new array's superblocks to `paths` (creating missing member files sparse of `size`) and
+ * records it; on any failure the files it created are removed and nothing is recorded.
+ */
+export async function createAndRecord(reg: ArrayRegistry, spec: CreateSpec): Promise<{ rec: ArrayRecord; geometry: Geometry; uuid: string }> {
+  checkCreateSpec(spec);
+  const missing = spec.paths.filter((p) => !memberExists(p));
+  if (reg.get(spec.name)) throw new NbdraidError('EEXIST', `create ${spec.name}`, `an array named ${spec.name} exists; pick another name (nbdraid status lists arrays)`);
+  const created = missing.filter((p) => createSparseMember(p, spec.size as number));
+  try {
+    const handles = await openMembers(spec.paths);
+    try {
+      const meta = await createArray(handles.map((h) => ({ device: h.device, path: h.path })), { name: spec.name, chunk: spec.chunk, layout: spec.layout, force: spec.force });
+      const report = meta.disks.map((d) => ({ path: d.path as string, devNumber: d.devNumber, slot: d.role, ownSlot: d.role, events: meta.events, verdict: 'active' as const }));
+      const rec = reg.create(recordOf(spec.name, meta, report));
+      reg.recordWritten(spec.name, meta.events, meta.mdState());
+      return { rec, geometry: meta.geometry(), uuid: formatUuid(meta.info.uuid) };
+    } finally {
+      await closeMembers(handles);
+    }
+  } catch (err) {
+    for (const p of created) fs.rmSync(p, { force: true }); // nothing changed on failure
+    throw err;
+  }
+}
+
+export interface Assembled {
+  array: ArrayRecord;
+  report: MemberReport[];
+  unopened: { path: string; reason: string }[];
+  missing: number[];
+  raidDisks: number;
+}
+
+/**
+ * Assembles `paths` as mdadm --assemble does and records the array under `name`; an array not
+ * shut down cleanly has every region marked for resync (nothing says where writes were in flight).
+ */
+export async function assembleAndRecord(reg: ArrayRegistry, db: Database, name: string, paths: string[], force: boolean): Promise<Assembled> {
+  const ctx = `assemble ${name}`;
+  const existing = reg.get(name);
+  const opened = await openArray(paths, { name, force });
+  try {
+    const uuid = formatUuid(opened.meta.info.uuid);
+    if (existing && existing.uuid !== uuid) {
+      throw new NbdraidError('EEXIST', ctx, `the registered array ${name} has uuid ${existing.uuid}, these members belong to ${uuid}; assemble them under another name`);
+    }
+    const other = reg.list().find((r) => r.uuid === uuid && r.name !== name);
+    if (other) throw new NbdraidError('EEXIST', ctx, `these members are already registered as array ${other.name}; assemble them under that name`);
+    const rec = recordOf(name, opened.meta, opened.report, opened.absent);
+    for (const u of opened.unopened) rec.members.push({ slot: null, path: u.path, state: 'faulty', deviceUuid: '' });
+    const array = existing ? reg.update(name, (r) => Object.assign(r, rec)) : reg.create(rec);
+    reg.recordWritten(name, opened.onDisk.events, opened.onDisk.state);
+    if (!opened.onDisk.state.clean) new LeaseStore(db, null, name).requireResync(regionsOf(opened.meta.geometry()));
+    return { array, report: opened.report, unopened: opened.unopened, missing: opened.missing, raidDisks: opened.meta.info.raidDisks };
+  } finally {
+    await opened.close();
+  }
+}
+
+function regionsOf(g: Geometry): number[] {
+  return Array.from({ length: Math.ceil(g.stripes / regionStripes(g)) }, (_, i) => i);
+}
 
 // ---- records and live state ----
 
