@@ -8,14 +8,20 @@ import { tempDir } from './temp-dir.js';
 
 export const MEMBER = 16 * MiB;
 export const MEMBERS = 4;
+/**
+ * Members of one region (3 x 7 MiB of data, under a region's 24 MiB): a rebuild is one partition,
+ * so its recovered prefix jumps from nothing to all at the completion and no recovery_offset
+ * superblock write comes between (the superblock kill points count those writes exactly).
+ */
+export const ONE_REGION_MEMBER = 8 * MiB;
 
 interface Status { state: string; slots: string }
 
 /** An array with data written, FLUSHed and verified through a controller that then stopped cleanly. */
-export async function writtenArray(t: Test, spare = true): Promise<{ arr: TestArray; written: FioRange }> {
-  const arr = await createArray(tempDir(t), { memberSize: MEMBER, members: MEMBERS, spare });
+export async function writtenArray(t: Test, spare = true, memberSize = MEMBER): Promise<{ arr: TestArray; written: FioRange }> {
+  const arr = await createArray(tempDir(t), { memberSize, members: MEMBERS, spare });
   const c = await startController(t, arr);
-  const written = { uri: c.uri, offset: 0, size: 12 * MiB };
+  const written = { uri: c.uri, offset: 0, size: Math.min(12 * MiB, (MEMBERS - 1) * (memberSize - MiB)) };
   const r = await fioVerify([written], { runtime: 60 });
   t.equal(r.failed, false, 'data written and verified before the kill');
   await c.stop();
