@@ -210,7 +210,7 @@ export type Change = 'fail' | 'remove';
 
 export interface ChangeArgs { name: string; member: number; force: boolean }
 
-const CONFIRM_MS = 5000;
+const CONFIRM_MS = 30_000;
 
 export async function changeMember(reg: ArrayRegistry, stateDir: string, args: ChangeArgs, change: Change): Promise<string> {
   const ctx = `${change} ${args.name}`;
