@@ -132,7 +132,7 @@ export class Coordinator {
     if (!cache) {
       const ops = this.thread.ops;
       const leaseOps: LeaseOps = {
-        take: (region, probe) => ops.leaseTake(arrayName, region, probe),
+        take: (region) => ops.leaseTake(arrayName, region),
         giveBack: (region) => ops.leaseGiveBack(arrayName, region),
         poll: (waiting, probe) => ops.leasePoll(arrayName, waiting, probe),
         closeAll: (clean) => ops.leaseCloseAll(arrayName, clean),

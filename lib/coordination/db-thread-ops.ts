@@ -13,7 +13,7 @@ export interface DbOps {
   heartbeat(id: number): void;
   reapDead(reaper: number): ReapResult[];
   pruneEvents(keep: number): void;
-  leaseTake(array: string, region: number, probe: boolean): AcquireOutcome;
+  leaseTake(array: string, region: number): AcquireOutcome;
   leaseGiveBack(array: string, region: number): void;
   leasePoll(array: string, waiting: number[], probe: boolean): LeasePoll;
   leaseCloseAll(array: string, clean: number[]): void;
@@ -48,7 +48,7 @@ export function dbOps(db: Database, stateDir: string, controller: number): DbOps
     heartbeat: (id) => controllers.heartbeat(id),
     reapDead: (reaper) => controllers.reapDead(reaper),
     pruneEvents: (keep) => { events.prune(keep); },
-    leaseTake: (array, region, probe) => leases(array).take(region, probe),
+    leaseTake: (array, region) => leases(array).take(region),
     leaseGiveBack: (array, region) => leases(array).giveBack(region),
     leasePoll: (array, waiting, probe) => leases(array).poll(waiting, probe),
     leaseCloseAll: (array, clean) => leases(array).closeAll(clean),

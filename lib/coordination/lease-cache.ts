@@ -246,7 +246,7 @@ export class LeaseCache {
 
   private ask(n: number, r: Region): void {
     r.state = 'asking';
-    this.ops.take(n, false).then((out) => this.answered(n, out), (err: Error) => this.fail(n, r, err));
+    this.ops.take(n).then((out) => this.answered(n, out), (err: Error) => this.fail(n, r, err));
   }
 
   private answered(n: number, out: AcquireOutcome): void {

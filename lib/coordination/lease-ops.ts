@@ -13,8 +13,8 @@ export interface LeasePoll { wanted: OwnedLease[]; granted: OwnedLease[] }
 
 /** The lease statements of one array, as promises answered in call order. */
 export interface LeaseOps {
-  /** Takes the lease, or marks it wanted; with `probe`, a dead holder is reaped first. */
-  take(region: number, probe: boolean): Promise<AcquireOutcome>;
+  /** Takes the lease, or marks it wanted (a dead holder is reaped by the polls that follow). */
+  take(region: number): Promise<AcquireOutcome>;
   /** Gives the lease back: to the controller that wants it, else free. */
   giveBack(region: number): Promise<void>;
   /** What changed for us: leases wanted from us, and which of `waiting` are ours now. */
@@ -27,7 +27,7 @@ export interface LeaseOps {
 
 /** The synchronous steps behind LeaseOps, over one connection's store and registry. */
 export interface LeaseSteps {
-  take(region: number, probe: boolean): AcquireOutcome;
+  take(region: number): AcquireOutcome;
   giveBack(region: number): void;
   poll(waiting: number[], probe: boolean): LeasePoll;
   closeAll(clean: number[]): void;
@@ -43,10 +43,7 @@ export function leaseSteps(store: LeaseStore, controllers: ControllerRegistry, m
     return store.tryAcquire(region);
   };
   return {
-    take: (region, probe) => {
-      const out = store.tryAcquire(region);
-      return probe ? reapAndRetry(region, out) : out;
-    },
+    take: (region) => store.tryAcquire(region),
     giveBack: (region) => store.yield(region),
     poll: (waiting, probe) => {
       const granted: OwnedLease[] = [];
@@ -86,7 +83,7 @@ export function leaseOpsOver(steps: LeaseSteps): LeaseOps {
     }
   };
   return {
-    take: (region, probe) => run(() => steps.take(region, probe)),
+    take: (region) => run(() => steps.take(region)),
     giveBack: (region) => run(() => steps.giveBack(region)),
     poll: (waiting, probe) => run(() => steps.poll(waiting, probe)),
     closeAll: (clean) => run(() => steps.closeAll(clean)),
