@@ -1,7 +1,8 @@
 // Keeps one controller's RaidVolume in step with what the other processes decided: member states
 // written to the registry (a failure seen by another controller, `nbdraid fail`, a rebuild onto a
 // new member) and rebuild progress recorded in the rebuild task's partitions. Runs on registry
-// changes, and on the I/O path only after a lease had to be fetched (see LeaseGate).
+// changes, and on the I/O path only after a lease had to be fetched (see LeaseGate); its reads go
+// through the coordination thread.
 import type { ArrayRecord, Coordinator, MemberRecord } from '../coordination/index.js';
 import { openMember } from '../raid/members.js';
 import { parseUuid } from '../raid/superblock.js';
@@ -37,12 +38,12 @@ export class ArraySync {
   }
 
   private async syncOnce(): Promise<void> {
-    const rec = this.coord.arrays.get(this.arrayName);
+    const rec = await this.coord.thread.ops.arrayGet(this.arrayName);
     if (rec && rec.revision !== this.revision) {
       this.revision = rec.revision;
       for (const m of rec.members) await this.applyMember(rec, m);
     }
-    this.syncRecovery();
+    await this.syncRecovery();
   }
 
   private async applyMember(rec: ArrayRecord, m: MemberRecord): Promise<void> {
@@ -71,13 +72,14 @@ export class ArraySync {
   }
 
   /** Marks stripes that other controllers rebuilt (completed partitions, checkpoints) as recovered. */
-  syncRecovery(): void {
+  private async syncRecovery(): Promise<void> {
     if (!this.volume.slots.some((s) => s.state === 'rebuilding')) return;
-    const task = this.coord.tasks.list({ arrayName: this.arrayName, activeOnly: true }).find((t) => t.kind === 'rebuild');
+    const ops = this.coord.thread.ops;
+    const task = (await ops.tasks(this.arrayName, true)).find((t) => t.kind === 'rebuild');
     if (!task) return;
     const { slot } = task.dataset as RebuildDataset;
     if (this.volume.slots[slot]?.state !== 'rebuilding') return;
-    for (const p of this.coord.tasks.partitions(task.id)) {
+    for (const p of await ops.partitions(task.id)) {
       const next = p.state === 'COMPLETE' ? p.stripeEnd : (p.checkpoint as Checkpoint | null)?.next ?? p.stripeStart;
       if (next > p.stripeStart) this.volume.markRecovered(slot, p.stripeStart, next - p.stripeStart);
     }

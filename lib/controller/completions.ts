@@ -23,7 +23,7 @@ export function registerCompletions(coord: Coordinator, volume: RaidVolume, arra
       await volume.finishRebuild(slot);
     }
     // The volume's store made it active in the record; a member changed meanwhile refused that.
-    const m = coord.arrays.require(arrayName).members.find((x) => x.path === path);
+    const m = (await coord.thread.ops.arrayGet(arrayName))?.members.find((x) => x.path === path);
     if (m?.state !== 'active' || m.slot !== slot) {
       throw new Error(`${path} is ${m?.state ?? 'gone'} in the record, not active in slot ${slot}: it was changed while the rebuild finished`);
     }
@@ -31,8 +31,8 @@ export function registerCompletions(coord: Coordinator, volume: RaidVolume, arra
     return { slot, path };
   });
 
-  const scrubResult = (task: TaskRecord, repaired: boolean) => {
-    const stripes = coord.tasks.partitions(task.id).flatMap((p) => (p.checkpoint as Checkpoint | null)?.mismatches ?? []);
+  const scrubResult = async (task: TaskRecord, repaired: boolean) => {
+    const stripes = (await coord.thread.ops.partitions(task.id)).flatMap((p) => (p.checkpoint as Checkpoint | null)?.mismatches ?? []);
     const list: Mismatch[] = stripes.slice(0, MAX_LISTED).map((s) => describeMismatch(volume, s, repaired));
     log({
       event: `${task.kind}.complete`,
@@ -43,8 +43,8 @@ export function registerCompletions(coord: Coordinator, volume: RaidVolume, arra
   };
   coord.onCompletion('check', (task) => scrubResult(task, false));
   coord.onCompletion('repair', (task) => scrubResult(task, true));
-  coord.onCompletion('resync', (task) => {
-    const result = scrubResult(task, true);
+  coord.onCompletion('resync', async (task) => {
+    const result = await scrubResult(task, true);
     log({ event: 'array.clean', message: `${arrayName}: resync complete; array clean`, fields: { task: task.id } });
     return result;
   });

@@ -1,8 +1,10 @@
 // One controller process: registers with the coordination object, assembles the array, serves it
 // over NBD with every member access under region leases, runs the worker loop for background
 // partitions, and carries out the initiator's duties (starting rebuilds and resyncs, running
-// completion actions of tasks it initiated or adopted).
-import type { Coordinator, LeaseCache, LeaseStore } from '../coordination/index.js';
+// completion actions of tasks it initiated or adopted). Once serving, every coordination call it
+// makes goes through the coordination thread (coord.async, coord.thread.ops) or the lease cache:
+// the thread that serves NBD runs no SQL.
+import type { Coordinator, LeaseCache } from '../coordination/index.js';
 import { Coordinator as CoordinatorClass } from '../coordination/index.js';
 import { openMember } from '../raid/members.js';
 import { openVolume } from '../raid/open.js';
@@ -53,6 +55,8 @@ const CLEAN_MS = 3000;
 const IDLE_CLEAN_MS = 5000;
 /** Least time between automatic restarts of a failed rebuild (ms). */
 const RETRY_MS = 30_000;
+/** Least time between two reads of the array's record on change notices (ms). */
+const RECORD_LOOK_MS = 100;
 
 export class Controller {
   readonly regionStripes: number;
@@ -74,7 +78,6 @@ export class Controller {
     readonly volume: RaidVolume,
     readonly server: NbdServer,
     readonly cache: LeaseCache,
-    readonly leaseStore: LeaseStore,
     readonly writer: SuperblockWriter,
     readonly opts: ControllerOptions,
     /** This controller's log (serve prints its own lines through it too). */
@@ -83,16 +86,15 @@ export class Controller {
     const name = opts.arrayName;
     this.regionStripes = regionStripes(volume.g);
     this.throttle = new Throttle(coord.arrays.require(name).throttle);
-    this.applyThrottle();
     this.sync = new ArraySync(coord, volume, name, log);
     this.worker = new Worker({
-      coord, volume, cache, leaseStore, throttle: this.throttle, regionStripes: this.regionStripes, arrayName: name, log, bytes: this.bytes,
+      coord, volume, cache, throttle: this.throttle, regionStripes: this.regionStripes, arrayName: name, log, bytes: this.bytes,
       onLeaseWait: (seconds) => this.metrics?.leaseWaited(seconds, 'background'),
       beforeRun: () => this.sync.sync(),
       afterResync: () => this.syncSuperblocks(),
     });
     registerCompletions(coord, volume, name, this.sync, log);
-    this.stopWatching = coord.arrays.watch(name, () => void this.onRegistryChange(), 100);
+    this.stopWatching = this.watchRecord();
     this.timer = setInterval(() => void this.duties(), DUTY_MS);
     this.cleaner = setInterval(() => void this.markIdleRegionsClean(), CLEAN_MS);
   }
@@ -117,10 +119,10 @@ export class Controller {
       const rec = coord.arrays.require(name);
       refuseDirtyDegraded(coord, name, !!opts.force);
       const paths = rec.members.filter((m) => m.slot !== null && (m.state === 'active' || m.state === 'rebuilding')).map((m) => m.path);
-      const writer = new SuperblockWriter(coord.arrays, opts.stateDir, name);
+      const writer = new SuperblockWriter(coord.thread.ops, opts.stateDir, name);
       // The record is the truth: a change it holds that a killed writer left half written
       // reaches every member before they are assembled (else assembly sees them torn).
-      if (writer.behind()) await writer.sync().catch((err: Error) => superblockFailed(log, `${name}: superblocks not brought up to the record before assembly: ${err.message}`));
+      if (await writer.behind()) await writer.sync().catch((err: Error) => superblockFailed(log, `${name}: superblocks not brought up to the record before assembly: ${err.message}`));
       const cache = coord.leases(name, {
         idleCleanMs: IDLE_CLEAN_MS,
         afterDirty: () => writer.sync(),
@@ -132,7 +134,7 @@ export class Controller {
         name, force: opts.force, lock: 'shared',
         volume: {
           trackClean: false, // active/clean follows the regions' write intent (SuperblockWriter)
-          metadata: new RecordStore(coord.arrays, writer),
+          metadata: new RecordStore(coord.thread.ops, writer),
           gate: {
             get regionStripes() { return late.gate!.regionStripes; },
             enter: (a, b, w) => late.gate!.enter(a, b, w),
@@ -160,10 +162,11 @@ export class Controller {
         onLeaseWait: (seconds) => metrics?.leaseWaited(seconds, 'client'),
       });
       const server = new NbdServer({ ...opts.serverLimits, exports: [{ name, device: volume }], observer: metrics?.requests, log: plainLines(log, 'nbd', 'warn') });
-      const ctl = new Controller(coord, volume, server, cache, coord.leaseStore(name), writer, opts, log);
+      const ctl = new Controller(coord, volume, server, cache, writer, opts, log);
       late.ctl = ctl;
       ctl.metrics = metrics;
       metrics?.attach({ coord, volume, server, throttle: ctl.throttle, bytes: ctl.bytes });
+      await ctl.applyThrottle();
       await ctl.sync.sync();
       await server.listen(opts.listen);
       ctl.worker.start();
@@ -228,10 +231,37 @@ export class Controller {
     }
   }
 
+  /**
+   * Calls onRegistryChange when the array's record moved: on the coordinator's change notices, at
+   * most every RECORD_LOOK_MS, reading the record's revision through the coordination thread.
+   */
+  private watchRecord(): () => void {
+    let revision = -1;
+    let state: 'idle' | 'scheduled' = 'idle';
+    const look = async (): Promise<void> => {
+      state = 'idle';
+      if (this.stopped) return;
+      try {
+        const rec = await this.coord.thread.ops.arrayGet(this.opts.arrayName);
+        if (!rec || rec.revision === revision) return;
+        revision = rec.revision;
+        await this.onRegistryChange();
+      } catch (err) {
+        if (!this.stopped) this.log({ event: 'record.read-failed', level: 'warn', message: `${this.opts.arrayName}: ${(err as Error).message}` });
+      }
+    };
+    const stop = this.coord.watcher.subscribe(() => {
+      if (state === 'scheduled') return;
+      state = 'scheduled';
+      setTimeout(() => void look(), RECORD_LOOK_MS);
+    });
+    void look();
+    return stop;
+  }
+
   private async onRegistryChange(): Promise<void> {
     if (this.stopped) return;
-    const rec = this.coord.arrays.get(this.opts.arrayName);
-    if (rec) this.applyThrottle();
+    await this.applyThrottle();
     await this.sync.sync();
     await this.duties();
   }
@@ -240,16 +270,19 @@ export class Controller {
    * The array's MB/s limits are shared out among the live controllers (md's limits are per
    * array); the in-flight bound stays per controller.
    */
-  private applyThrottle(): void {
-    const t = this.coord.arrays.require(this.opts.arrayName).throttle;
-    const live = Math.max(1, this.coord.controllers.list().filter((c) => c.state === 'live' && this.coord.controllers.isAlive(c.id)).length);
-    this.throttle.setLimits({ minMBps: t.minMBps / live, maxMBps: t.maxMBps / live, inflight: t.inflight });
+  private async applyThrottle(): Promise<void> {
+    const ops = this.coord.thread.ops;
+    const [rec, live] = await Promise.all([ops.arrayGet(this.opts.arrayName), ops.liveControllers()]);
+    if (!rec) return;
+    const t = rec.throttle;
+    const n = Math.max(1, live);
+    this.throttle.setLimits({ minMBps: t.minMBps / n, maxMBps: t.maxMBps / n, inflight: t.inflight });
   }
 
   /** A lease was fetched: catch up with others' changes, and resync the region first if it needs it. */
   private async afterFetch(first: number, last: number): Promise<void> {
     await this.sync.sync();
-    const pending = this.leaseStore.pendingResync().map((r) => r.region).filter((r) => r >= first && r <= last);
+    const pending = (await this.coord.thread.ops.pendingResync(this.opts.arrayName)).filter((r) => r >= first && r <= last);
     for (const region of pending) {
       if (this.volume.slots.some((s) => s.state !== 'active')) break; // degraded: parity cannot be recomputed
       const start = region * this.regionStripes;
@@ -273,51 +306,35 @@ export class Controller {
   private async duties(): Promise<void> {
     if (this.stopped || this.volume.offline) return;
     try {
-      this.applyThrottle();
+      await this.applyThrottle();
       this.syncSuperblocks();
       await this.maybeStartRebuild();
-      this.maybeStartResync();
+      await this.maybeStartResync();
     } catch (err) {
       this.log({ event: 'duty.failed', level: 'error', message: `${this.opts.arrayName}: ${(err as Error).message}` });
     }
   }
 
-  private activeTask(kind: string) {
-    return this.coord.tasks.list({ arrayName: this.opts.arrayName, activeOnly: true }).find((t) => t.kind === kind);
+  private async activeTask(kind: string) {
+    return (await this.coord.thread.ops.tasks(this.opts.arrayName, true)).find((t) => t.kind === kind);
   }
 
   private async maybeStartRebuild(): Promise<void> {
-    if (this.activeTask('rebuild')) return;
+    if (await this.activeTask('rebuild')) return;
     const resume = this.volume.slots.find((s) => s.state === 'rebuilding');
     if (resume) return this.restartRebuild(resume.index);
     const slot = this.volume.slots.find((s) => s.state === 'faulty' || s.state === 'missing');
     if (!slot) return;
-    let chosen: { path: string; deviceUuid: string; devNumber: number } | undefined;
-    const name = this.opts.arrayName;
     // One transaction picks the spare: of several controllers seeing the failure, one wins.
-    this.coord.arrays.update(name, (r) => {
-      if (r.members.some((m) => m.state === 'rebuilding')) return;
-      const spares = r.members.filter((m) => m.state === 'spare');
-      const spare = spares.find((m) => m.slot === slot.index) ?? spares.find((m) => m.slot === null);
-      if (!spare) return;
-      for (const m of r.members) if (m.slot === slot.index && m.state === 'faulty') m.state = 'removed';
-      // The spare gets the next device number; a device absent from this slot is gone for good.
-      const numbers = [...r.members.map((m) => m.devNumber ?? -1), ...(r.md.absent ?? []).map((a) => a.devNumber)];
-      spare.devNumber = Math.max(-1, ...numbers) + 1;
-      r.md.absent = (r.md.absent ?? []).filter((a) => a.slot !== slot.index);
-      spare.state = 'rebuilding';
-      spare.slot = slot.index;
-      spare.recoveryOffset = 0;
-      chosen = { path: spare.path, deviceUuid: spare.deviceUuid, devNumber: spare.devNumber };
-    });
+    const chosen = await this.coord.thread.ops.assignSpare(this.opts.arrayName, slot.index);
     if (!chosen) return;
     const handle = await openMember(chosen.path, { lock: 'shared' });
     await this.volume.addRebuildMember(slot.index, handle.device, { path: chosen.path, deviceUuid: parseUuid(chosen.deviceUuid), devNumber: chosen.devNumber });
-    this.createRebuild({ slot: slot.index, path: chosen.path, deviceUuid: chosen.deviceUuid });
+    await this.createRebuild({ slot: slot.index, path: chosen.path, deviceUuid: chosen.deviceUuid });
   }
 
-  private createRebuild(dataset: RebuildDataset): void {
-    const task = this.coord.createTask({ kind: 'rebuild', arrayName: this.opts.arrayName, dataset, partitions: planRange(this.volume.g.stripes, this.regionStripes) });
+  private async createRebuild(dataset: RebuildDataset): Promise<void> {
+    const task = await this.coord.async.createTask({ kind: 'rebuild', arrayName: this.opts.arrayName, dataset, partitions: planRange(this.volume.g.stripes, this.regionStripes) });
     this.log({
       event: 'rebuild.started',
       message: `${this.opts.arrayName}: rebuilding slot ${dataset.slot} onto ${dataset.path} (task ${task.id}, ${task.partitionsTotal} partitions)`,
@@ -330,30 +347,31 @@ export class Controller {
    * A member is being rebuilt but no rebuild task runs (it failed, or was cancelled): start it
    * again, at most once per RETRY_MS. Stripes already recovered are simply rebuilt again.
    */
-  private restartRebuild(slot: number): void {
+  private async restartRebuild(slot: number): Promise<void> {
     if (Date.now() - this.lastRebuildRestart < RETRY_MS) return;
-    const rec = this.coord.arrays.require(this.opts.arrayName);
-    const m = rec.members.find((x) => x.slot === slot && x.state === 'rebuilding');
-    if (!m) return;
-    const last = this.coord.tasks.list({ arrayName: this.opts.arrayName })
+    const ops = this.coord.thread.ops;
+    const rec = await ops.arrayGet(this.opts.arrayName);
+    const m = rec?.members.find((x) => x.slot === slot && x.state === 'rebuilding');
+    if (!rec || !m) return;
+    const last = (await ops.tasks(this.opts.arrayName, false))
       .filter((t) => t.kind === 'rebuild' && (t.dataset as RebuildDataset).path === m.path).pop();
     // No task yet: its initiator is about to write it, unless it died before (then wait it out).
     const since = last ? last.finishedAt ?? Date.now() : rec.updatedAt;
     if (Date.now() - since < RETRY_MS) return;
     this.lastRebuildRestart = Date.now();
-    this.createRebuild({ slot, path: m.path, deviceUuid: m.deviceUuid });
+    await this.createRebuild({ slot, path: m.path, deviceUuid: m.deviceUuid });
   }
 
-  private maybeStartResync(): void {
-    if (this.activeTask('resync') || this.volume.slots.some((s) => s.state !== 'active')) return;
-    const regions = this.leaseStore.pendingResync().map((r) => r.region);
+  private async maybeStartResync(): Promise<void> {
+    if (this.volume.slots.some((s) => s.state !== 'active') || (await this.activeTask('resync'))) return;
+    const regions = await this.coord.thread.ops.pendingResync(this.opts.arrayName);
     if (regions.length === 0) return;
     const parts = planRegions(regions, this.volume.g.stripes, this.regionStripes);
     if (parts.length === 0) { // beyond the end: nothing to do
-      this.leaseStore.clearResync(regions);
+      await this.coord.async.clearResync(this.opts.arrayName, regions);
       return this.syncSuperblocks();
     }
-    const task = this.coord.createTask({ kind: 'resync', arrayName: this.opts.arrayName, dataset: { regions }, partitions: parts });
+    const task = await this.coord.async.createTask({ kind: 'resync', arrayName: this.opts.arrayName, dataset: { regions }, partitions: parts });
     this.log({ event: 'resync.started', message: `${this.opts.arrayName}: resync of ${regions.length} dirty regions left by stopped controllers (task ${task.id})`, fields: { task: task.id, regions } });
     this.worker.poke();
   }

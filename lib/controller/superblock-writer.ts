@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import fsExt from 'fs-ext';
-import type { ArrayRecord, ArrayRegistry, MemberRecord } from '../coordination/index.js';
+import type { ArrayRecord, MemberRecord, WrittenSuperblocks } from '../coordination/index.js';
 import { NbdraidError } from '../errors.js';
 import { LAYOUTS } from '../raid/geometry.js';
 import { openMemberDevice } from '../raid/members.js';
@@ -18,10 +18,20 @@ import { ArrayMetadata, type MdState, type MemberDisk, leavesMember, probeSuperb
 import { ROLE_FAULTY, ROLE_SPARE, parseUuid } from '../raid/superblock.js';
 import type { BlockDevice } from '../transport/block-device.js';
 
+/**
+ * Where the writer reads the record and notes what it wrote: the coordination thread for a
+ * controller (ArrayRegistry's methods of the same names, for tools on their own connection).
+ */
+export interface SuperblockRecords {
+  superblockSnapshot(name: string): Promise<SuperblockSnapshot> | SuperblockSnapshot;
+  recordWritten(name: string, events: number, state: unknown): Promise<void> | void;
+}
+export interface SuperblockSnapshot { rec: ArrayRecord; written: WrittenSuperblocks | undefined; unsynced: number }
+
 export class SuperblockWriter {
   private chain: Promise<void> = Promise.resolve();
 
-  constructor(private readonly arrays: ArrayRegistry, private readonly stateDir: string, readonly arrayName: string) {}
+  constructor(private readonly arrays: SuperblockRecords, private readonly stateDir: string, readonly arrayName: string) {}
 
   /** Makes every live member's superblock show the record's current state; resolves once it does. */
   sync(): Promise<void> {
@@ -35,8 +45,8 @@ export class SuperblockWriter {
    * between its first member write and recording what it wrote): the members may then be torn,
    * some updated and some not, and only a sync from the record makes them agree again.
    */
-  behind(): boolean {
-    const { rec, written, unsynced } = this.arrays.superblockSnapshot(this.arrayName);
+  async behind(): Promise<boolean> {
+    const { rec, written, unsynced } = await this.arrays.superblockSnapshot(this.arrayName);
     return !written || !sameMdState(written.state as MdState, metadataOf(rec, unsynced === 0).mdState());
   }
 
@@ -50,7 +60,7 @@ export class SuperblockWriter {
   }
 
   private async writeIfChanged(): Promise<void> {
-    const { rec, written, unsynced } = this.arrays.superblockSnapshot(this.arrayName);
+    const { rec, written, unsynced } = await this.arrays.superblockSnapshot(this.arrayName);
     const meta = metadataOf(rec, unsynced === 0);
     const desired = meta.mdState();
     if (written && sameMdState(written.state as MdState, desired)) return;
@@ -75,7 +85,7 @@ export class SuperblockWriter {
       if (failed.length > 0) {
         throw new NbdraidError('EIO', `array ${rec.name}`, `could not write the superblock of ${failed.map((d) => d.path).join(', ')}`);
       }
-      this.arrays.recordWritten(this.arrayName, meta.events, desired);
+      await this.arrays.recordWritten(this.arrayName, meta.events, desired);
     } finally {
       await Promise.allSettled(opened.map((d) => d.close()));
     }

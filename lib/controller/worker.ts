@@ -1,7 +1,7 @@
 // The worker loop of a controller: while free, claim a READY partition of this array's tasks,
 // complete it region by region under the region leases and the throttle, checkpoint after each
 // region, and give the partition back (with its checkpoint) on pause or shutdown.
-import type { Claimed, Coordinator, LeaseCache, LeaseStore, PartitionRef } from '../coordination/index.js';
+import type { Claimed, Coordinator, LeaseCache, PartitionRef } from '../coordination/index.js';
 import { NbdraidError } from '../errors.js';
 import type { Log } from '../log.js';
 import type { RaidVolume } from '../raid/volume.js';
@@ -14,7 +14,6 @@ export interface WorkerContext {
   coord: Coordinator;
   volume: RaidVolume;
   cache: LeaseCache;
-  leaseStore: LeaseStore;
   throttle: Throttle;
   regionStripes: number;
   arrayName: string;

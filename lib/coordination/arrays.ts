@@ -5,6 +5,7 @@ import { NbdraidError } from '../errors.js';
 import { ChangeWatcher } from './change-watcher.js';
 import { dataVersion } from './db.js';
 import { EventLog } from './events.js';
+import { type AssignedSpare, type RecordedChange, applyMemberChange, assignSpare } from './member-change.js';
 
 export type MemberState = 'active' | 'faulty' | 'removed' | 'spare' | 'rebuilding';
 export interface MemberRecord {
@@ -119,6 +120,31 @@ export class ArrayRegistry {
       this.upd.run(toParams(rec));
       this.events.append({ ...this.who, kind: 'array.updated', arrayName: name, detail: diff(JSON.parse(before) as ArrayRecord, rec) });
       return this.require(name);
+    }).immediate();
+  }
+
+  /**
+   * Records a member change (member-change.ts) in one transaction. A change the record already
+   * shows (another controller applied it first) costs no update: no revision bump that would send
+   * every controller to re-read. A change the record no longer allows throws ESTALE.
+   */
+  changeMember(name: string, change: RecordedChange): void {
+    this.db.transaction(() => {
+      const now = this.require(name);
+      const before = JSON.stringify(now.members);
+      applyMemberChange(now, change);
+      if (JSON.stringify(now.members) !== before) this.update(name, (r) => applyMemberChange(r, change));
+    }).immediate();
+  }
+
+  /** Assigns a spare to rebuild `slot` onto, in one transaction: of several controllers asking, one wins. */
+  assignSpare(name: string, slot: number): AssignedSpare | undefined {
+    return this.db.transaction(() => {
+      let chosen: AssignedSpare | undefined;
+      const probe = this.require(name);
+      if (!assignSpare(probe, slot)) return undefined;
+      this.update(name, (r) => { chosen = assignSpare(r, slot); });
+      return chosen;
     }).immediate();
   }
 

@@ -1,9 +1,11 @@
 // One controller process's view of the coordination object: registration and liveness,
 // heartbeat and reaping of dead peers, partition work, completion actions and region leases,
-// all driven by one data_version watcher.
+// all driven by one change source: the coordination thread's data_version poll. A controller's
+// I/O thread calls only `async`, `thread.ops` and the lease cache; the synchronous registries
+// here are for tools and tests on this thread's own connection.
 import type { Database } from 'better-sqlite3';
 import { ArrayRegistry } from './arrays.js';
-import { ChangeWatcher } from './change-watcher.js';
+import type { ChangeSource } from './change-watcher.js';
 import type { ClaimPolicy } from './claim-policy.js';
 import { CompletionRunner, type CompletionAction } from './completion.js';
 import { ControllerRegistry, type ControllerRecord } from './controllers.js';
@@ -41,6 +43,8 @@ export interface AsyncWork {
   fail(ref: PartitionRef, reason: string): Promise<PartitionState>;
   release(ref: PartitionRef): Promise<void>;
   clearResync(arrayName: string, regions: number[]): Promise<void>;
+  /** Creates a task initiated by this controller (its completion action runs here). */
+  createTask(t: Omit<NewTask, 'initiator'>): Promise<TaskRecord>;
 }
 
 export class Coordinator {
@@ -50,7 +54,7 @@ export class Coordinator {
   readonly work: PartitionWork;
   readonly completions: CompletionRunner;
   readonly events: EventLog;
-  readonly watcher: ChangeWatcher;
+  readonly watcher: ChangeSource;
   readonly self: ControllerRecord;
   private readonly caches = new Map<string, LeaseCache>();
   private readonly timer: NodeJS.Timeout;
@@ -61,21 +65,23 @@ export class Coordinator {
   readonly async: AsyncWork;
   private beats = 0;
   private housekeepingBusy = false;
+  private completing: 'idle' | 'checking' | 'again' = 'idle';
   private closed = false;
 
   private constructor(readonly db: Database, readonly stateDir: string, private readonly opts: CoordinatorOptions) {
     this.onError = opts.onError ?? ((err) => process.stderr.write(`nbdraid coordination: ${err.message}\n`));
     this.controllers = new ControllerRegistry(db, stateDir);
     this.self = this.controllers.register({ address: opts.address });
-    this.thread = new DbThread(stateDir, this.self.id);
+    this.thread = new DbThread(stateDir, this.self.id, { watchMs: opts.tickMs ?? 10 });
     this.async = this.asyncWork();
     const who = { controller: this.self.id };
     this.arrays = new ArrayRegistry(db, who);
     this.tasks = new TaskStore(db, who);
     this.work = new PartitionWork(db, this.self.id);
-    this.completions = new CompletionRunner(db, this.self.id);
+    const ops = this.thread.ops;
+    this.completions = new CompletionRunner({ ready: () => ops.completionsReady(), begin: (t) => ops.completionBegin(t), finish: (t, r, f) => ops.completionFinish(t, r, f) });
     this.events = new EventLog(db);
-    this.watcher = new ChangeWatcher(db, opts.tickMs ?? 10);
+    this.watcher = this.thread.changes;
     this.stopWatching = this.watcher.subscribe(() => this.checkCompletions());
     this.timer = setInterval(() => void this.housekeeping(), opts.reapMs ?? 250);
   }
@@ -205,12 +211,27 @@ export class Coordinator {
       fail: (ref, reason) => ops.fail(ref, reason),
       release: (ref) => ops.release(ref),
       clearResync: (arrayName, regions) => ops.clearResync(arrayName, regions),
+      createTask: async (t) => {
+        const task = await ops.createTask({ ...t, initiator: this.id });
+        this.watcher.notify();
+        return task;
+      },
     };
   }
 
+  /** One check at a time; changes seen during one ask for exactly one more. */
   private checkCompletions(): void {
     if (this.closed) return;
-    this.completions.check().catch((err: unknown) => this.onError(err as Error));
+    if (this.completing !== 'idle') {
+      this.completing = 'again';
+      return;
+    }
+    this.completing = 'checking';
+    this.completions.check().catch((err: unknown) => { if (!this.closed) this.onError(err as Error); }).finally(() => {
+      const again = this.completing === 'again';
+      this.completing = 'idle';
+      if (again) this.checkCompletions();
+    });
   }
 
   /**

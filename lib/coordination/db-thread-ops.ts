@@ -2,12 +2,16 @@
 // opens its own connection to the state directory's database and answers these. Every argument
 // and result is plain data, so another backend can stand behind the same names.
 import type { Database } from 'better-sqlite3';
+import { type ArrayRecord, ArrayRegistry, type WrittenSuperblocks } from './arrays.js';
+import { CompletionRows } from './completion.js';
 import { ControllerRegistry, type ReapResult } from './controllers.js';
 import { EventLog } from './events.js';
 import { type LeasePoll, type LeaseSteps, leaseSteps } from './lease-ops.js';
 import { type AcquireOutcome, LeaseStore } from './leases.js';
 import { PartitionWork, type ClaimFilter, type Claimed, type PartitionRef } from './partitions.js';
-import type { PartitionState, TaskState } from './records.js';
+import type { AssignedSpare, RecordedChange } from './member-change.js';
+import type { PartitionRecord, PartitionState, TaskRecord, TaskState } from './records.js';
+import { type NewTask, TaskStore } from './tasks.js';
 
 export interface DbOps {
   heartbeat(id: number): void;
@@ -25,6 +29,22 @@ export interface DbOps {
   complete(ref: PartitionRef, bytesDelta: number): boolean;
   fail(ref: PartitionRef, reason: string): PartitionState;
   release(ref: PartitionRef): void;
+  // The array's record and its superblock bookkeeping.
+  arrayGet(array: string): ArrayRecord | undefined;
+  superblockSnapshot(array: string): { rec: ArrayRecord; written: WrittenSuperblocks | undefined; unsynced: number };
+  recordWritten(array: string, events: number, state: unknown): void;
+  changeMember(array: string, change: RecordedChange): void;
+  assignSpare(array: string, slot: number): AssignedSpare | undefined;
+  pendingResync(array: string): number[];
+  /** Live controllers (row live and lock held). */
+  liveControllers(): number;
+  // Tasks: creation, listing, and the transitions around completion actions.
+  createTask(task: NewTask): TaskRecord;
+  tasks(array: string, activeOnly: boolean): TaskRecord[];
+  partitions(taskId: number): PartitionRecord[];
+  completionsReady(): TaskRecord[];
+  completionBegin(task: TaskRecord): boolean;
+  completionFinish(task: TaskRecord, result: unknown, failure: string | null): void;
 }
 
 export type DbOpName = keyof DbOps;
@@ -34,6 +54,9 @@ export function dbOps(db: Database, stateDir: string, controller: number): DbOps
   const controllers = new ControllerRegistry(db, stateDir);
   const events = new EventLog(db);
   const work = new PartitionWork(db, controller);
+  const registry = new ArrayRegistry(db, { controller });
+  const tasks = new TaskStore(db, { controller });
+  const completions = new CompletionRows(db, controller);
   const arrays = new Map<string, { store: LeaseStore; steps: LeaseSteps }>();
   const of = (array: string) => {
     let a = arrays.get(array);
@@ -60,5 +83,18 @@ export function dbOps(db: Database, stateDir: string, controller: number): DbOps
     complete: (ref, bytesDelta) => work.complete(ref, bytesDelta),
     fail: (ref, reason) => work.fail(ref, reason),
     release: (ref) => work.release(ref),
+    arrayGet: (array) => registry.get(array),
+    superblockSnapshot: (array) => registry.superblockSnapshot(array),
+    recordWritten: (array, events, state) => registry.recordWritten(array, events, state),
+    changeMember: (array, change) => registry.changeMember(array, change),
+    assignSpare: (array, slot) => registry.assignSpare(array, slot),
+    pendingResync: (array) => of(array).store.pendingResync().map((r) => r.region),
+    liveControllers: () => controllers.list().filter((c) => c.state === 'live' && controllers.isAlive(c.id)).length,
+    createTask: (task) => tasks.create(task),
+    tasks: (array, activeOnly) => tasks.list({ arrayName: array, activeOnly }),
+    partitions: (taskId) => tasks.partitions(taskId),
+    completionsReady: () => completions.ready(),
+    completionBegin: (task) => completions.begin(task),
+    completionFinish: (task, result, failure) => completions.finish(task, result, failure),
   };
 }

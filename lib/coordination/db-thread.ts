@@ -3,11 +3,12 @@
 // in busy_timeout behind another process's transaction, nor in a synced commit.
 import { Worker } from 'node:worker_threads';
 import { NbdraidError, isErrorCode } from '../errors.js';
+import { ChangeFanout } from './change-watcher.js';
 import type { DbOpName, DbOps } from './db-thread-ops.js';
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
 type ThreadError = { message: string; code?: string; context?: string };
-type Reply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: ThreadError };
+type Reply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: ThreadError } | { kind: 'changed'; conn: number };
 
 /** The thread's error as the caller's: same message, code and context (an SQLite code becomes EIO). */
 function rebuilt(e: ThreadError): NbdraidError {
@@ -31,6 +32,16 @@ class SharedThread {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private users = 0;
+  private readonly watchers = new Map<number, ChangeFanout>();
+
+  /** Change notices for connection `conn` go to `to` (until forget). */
+  route(conn: number, to: ChangeFanout): void {
+    this.watchers.set(conn, to);
+  }
+
+  forget(conn: number): void {
+    this.watchers.delete(conn);
+  }
 
   send(msg: Record<string, unknown>): Promise<unknown> {
     const w = this.start();
@@ -54,6 +65,10 @@ class SharedThread {
   }
 
   private settle(r: Reply): void {
+    if ('kind' in r) {
+      this.watchers.get(r.conn)?.notify();
+      return;
+    }
     const p = this.pending.get(r.id);
     if (!p) return;
     this.pending.delete(r.id);
@@ -80,9 +95,13 @@ export class DbThread {
   private readonly opened: Promise<unknown>;
   private closed: Promise<void> | undefined;
   private observer: DbOpObserver | undefined;
+  /** Commits by any connection, seen by the thread's data_version poll (only with `watchMs`). */
+  readonly changes = new ChangeFanout();
 
-  constructor(stateDir: string, controller: number) {
-    this.opened = shared.send({ kind: 'open', conn: this.conn, stateDir, controller });
+  /** `watchMs`: poll data_version there this often and tell `changes`. */
+  constructor(stateDir: string, controller: number, opts: { watchMs?: number } = {}) {
+    if (opts.watchMs !== undefined) shared.route(this.conn, this.changes);
+    this.opened = shared.send({ kind: 'open', conn: this.conn, stateDir, controller, watchMs: opts.watchMs });
     this.opened.catch(() => undefined); // reported by the first call
     this.ops = new Proxy({} as AsyncDbOps, {
       get: (_, op: string) => (...args: unknown[]) => this.call(op as DbOpName, args),
@@ -96,6 +115,8 @@ export class DbThread {
 
   /** Answers every call already made, then closes this connection. */
   close(): Promise<void> {
+    this.changes.close();
+    shared.forget(this.conn);
     this.closed ??= this.opened.then(() => shared.send({ kind: 'close', conn: this.conn })).then(() => undefined, () => undefined);
     return this.closed;
   }

@@ -1,7 +1,8 @@
 // The coordination layer's public surface.
 export { openDatabase, dataVersion, databasePath, type Database } from './db.js';
-export { ArrayRegistry, DEFAULT_THROTTLE, type ArrayRecord, type MemberRecord, type MemberState, type NewArray, type Throttle, type Actor } from './arrays.js';
-export { ChangeWatcher } from './change-watcher.js';
+export { ArrayRegistry, DEFAULT_THROTTLE, type WrittenSuperblocks, type ArrayRecord, type MemberRecord, type MemberState, type NewArray, type Throttle, type Actor } from './arrays.js';
+export { ChangeWatcher, ChangeFanout, type ChangeSource } from './change-watcher.js';
+export { applyMemberChange, assignSpare, type RecordedChange, type AssignedSpare } from './member-change.js';
 export { ControllerRegistry, type ControllerRecord, type ControllerState, type ReapResult } from './controllers.js';
 export { TaskStore, DEFAULT_MAX_ATTEMPTS, type NewTask, type NewPartition, type TaskProgress } from './tasks.js';
 export { PartitionWork, type Claimed, type ClaimFilter, type PartitionRef } from './partitions.js';

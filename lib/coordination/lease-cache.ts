@@ -3,7 +3,7 @@
 // in-flight I/O on the region drains, and at that safe point the lease is handed over. Every
 // statement runs through LeaseOps (the coordination thread): this thread runs no SQL and never
 // waits for a lock or an fsync. A waiter learns of grants by polling when the database changed
-// (ChangeWatcher) and every probeMs, when it also reaps a holder that died.
+// (the coordinator's ChangeSource) and every probeMs, when it also reaps a holder that died.
 //
 // Ordering: LeaseOps answers in call order, and only a holder changes the row it holds, so an
 // answer is read against the region's state when it arrives: a region still ASKING or HANDING
@@ -13,7 +13,7 @@
 //
 // Deadlock rule: an I/O spanning several regions acquires them in ascending order (acquireAll).
 import { NbdraidError } from '../errors.js';
-import type { ChangeWatcher } from './change-watcher.js';
+import type { ChangeSource } from './change-watcher.js';
 import type { AcquireOutcome } from './leases.js';
 import type { LeaseOps, LeasePoll } from './lease-ops.js';
 import { WriteIntent } from './write-intent.js';
@@ -79,7 +79,7 @@ export class LeaseCache {
   constructor(
     private readonly ops: LeaseOps,
     private readonly arrayName: string,
-    watcher: ChangeWatcher,
+    watcher: ChangeSource,
     private readonly opts: LeaseCacheOptions = {},
   ) {
     this.probeMs = opts.probeMs ?? 50;
