@@ -334,7 +334,8 @@ export class Controller {
   }
 
   private async createRebuild(dataset: RebuildDataset): Promise<void> {
-    const task = await this.coord.async.createTask({ kind: 'rebuild', arrayName: this.opts.arrayName, dataset, partitions: planRange(this.volume.g.stripes, this.regionStripes) });
+    const task = await this.coord.async.createTaskUnlessActive({ kind: 'rebuild', arrayName: this.opts.arrayName, dataset, partitions: planRange(this.volume.g.stripes, this.regionStripes) });
+    if (!task) return; // another controller started it first
     this.log({
       event: 'rebuild.started',
       message: `${this.opts.arrayName}: rebuilding slot ${dataset.slot} onto ${dataset.path} (task ${task.id}, ${task.partitionsTotal} partitions)`,
@@ -371,7 +372,8 @@ export class Controller {
       await this.coord.async.clearResync(this.opts.arrayName, regions);
       return this.syncSuperblocks();
     }
-    const task = await this.coord.async.createTask({ kind: 'resync', arrayName: this.opts.arrayName, dataset: { regions }, partitions: parts });
+    const task = await this.coord.async.createTaskUnlessActive({ kind: 'resync', arrayName: this.opts.arrayName, dataset: { regions }, partitions: parts });
+    if (!task) return; // another controller started it first
     this.log({ event: 'resync.started', message: `${this.opts.arrayName}: resync of ${regions.length} dirty regions left by stopped controllers (task ${task.id})`, fields: { task: task.id, regions } });
     this.worker.poke();
   }

@@ -45,6 +45,8 @@ export interface AsyncWork {
   clearResync(arrayName: string, regions: number[]): Promise<void>;
   /** Creates a task initiated by this controller (its completion action runs here). */
   createTask(t: Omit<NewTask, 'initiator'>): Promise<TaskRecord>;
+  /** As createTask, unless a task of that kind on that array is active (then undefined). */
+  createTaskUnlessActive(t: Omit<NewTask, 'initiator'>): Promise<TaskRecord | undefined>;
 }
 
 export class Coordinator {
@@ -214,6 +216,11 @@ export class Coordinator {
       createTask: async (t) => {
         const task = await ops.createTask({ ...t, initiator: this.id });
         this.watcher.notify();
+        return task;
+      },
+      createTaskUnlessActive: async (t) => {
+        const task = await ops.createTaskUnlessActive({ ...t, initiator: this.id });
+        if (task) this.watcher.notify();
         return task;
       },
     };

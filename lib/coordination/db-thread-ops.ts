@@ -40,6 +40,7 @@ export interface DbOps {
   liveControllers(): number;
   // Tasks: creation, listing, and the transitions around completion actions.
   createTask(task: NewTask): TaskRecord;
+  createTaskUnlessActive(task: NewTask): TaskRecord | undefined;
   tasks(array: string, activeOnly: boolean): TaskRecord[];
   partitions(taskId: number): PartitionRecord[];
   completionsReady(): TaskRecord[];
@@ -91,6 +92,7 @@ export function dbOps(db: Database, stateDir: string, controller: number): DbOps
     pendingResync: (array) => of(array).store.pendingResync().map((r) => r.region),
     liveControllers: () => controllers.list().filter((c) => c.state === 'live' && controllers.isAlive(c.id)).length,
     createTask: (task) => tasks.create(task),
+    createTaskUnlessActive: (task) => tasks.createUnlessActive(task),
     tasks: (array, activeOnly) => tasks.list({ arrayName: array, activeOnly }),
     partitions: (taskId) => tasks.partitions(taskId),
     completionsReady: () => completions.ready(),

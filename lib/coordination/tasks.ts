@@ -73,6 +73,18 @@ export class TaskStore {
     }).immediate();
   }
 
+  /**
+   * Creates the task unless one of the same kind on the same array is still active (running,
+   * paused or completing), in one transaction: of several controllers starting the same duty at
+   * once, one creates it. Returns the new task, or undefined when one was active.
+   */
+  createUnlessActive(t: NewTask): TaskRecord | undefined {
+    return this.db.transaction(() => {
+      const active = this.list({ arrayName: t.arrayName ?? undefined, activeOnly: true }).some((x) => x.kind === t.kind);
+      return active ? undefined : this.create(t);
+    }).immediate();
+  }
+
   get(id: number): TaskRecord | undefined {
     const row = this.s.get.get(id) as TaskRow | undefined;
     return row ? toTask(row) : undefined;

@@ -227,3 +227,22 @@ t.test('a controller that is not live may not work', async (t) => {
   const stale = new PartitionWork(b.db, a.id);
   throwsCode(t, () => stale.claim(), 'ESTALE', /register again/);
 });
+
+t.test('createUnlessActive: one task of a kind per array at a time, from any number of controllers', async (t) => {
+  const dir = tempStateDir(t);
+  const a = Coordinator.open(dir);
+  const b = Coordinator.open(dir);
+  t.teardown(async () => { await a.close(); await b.close(); });
+  for (const c of [a, b]) c.onCompletion('resync', () => 'done');
+  const task = { kind: 'resync', arrayName: 'md0', partitions: parts(1) };
+  const made = await Promise.all([a.async.createTaskUnlessActive(task), b.async.createTaskUnlessActive(task), a.async.createTaskUnlessActive(task)]);
+  t.equal(made.filter((x) => x !== undefined).length, 1, 'three concurrent starts create one task');
+  t.ok(await a.async.createTaskUnlessActive({ ...task, arrayName: 'md1' }), 'another array gets its own');
+  t.ok(await b.async.createTaskUnlessActive({ ...task, kind: 'check' }), 'another kind on the same array too');
+  const first = made.find((x) => x !== undefined)!;
+  const c = a.claim({ arrayName: 'md0' });
+  t.equal(c?.task.id, first.id);
+  a.complete({ taskId: first.id, idx: 0 });
+  await a.waitForTask(first.id);
+  t.ok(await b.async.createTaskUnlessActive(task), 'once it finished, a new one can start');
+});
