@@ -53,6 +53,8 @@ export class ControllerMetrics {
   private readonly leaseWaits: Histogram<'by'>;
   private readonly commits: Histogram<'op' | 'result'>;
   private leaseEventsSeen = 0;
+  /** The journal's newest id at attach, then each scrape's read in turn (two scrapes never count one event twice). */
+  private leaseEventsStart: Promise<void> = Promise.resolve();
   private readonly leaseCounts = new Map<string, number>();
 
   private constructor(readonly arrayName: string, private readonly http: http.Server) {
@@ -91,7 +93,7 @@ export class ControllerMetrics {
   /** From now on scrapes read this controller's state; member failures are counted. */
   attach(source: MetricsSource): void {
     this.source = source;
-    this.leaseEventsSeen = source.coord.events.list({ limit: 1 }).at(-1)?.id ?? 0;
+    this.leaseEventsStart = source.coord.thread.ops.events({ limit: 1 }).then((rows) => { this.leaseEventsSeen = rows.at(-1)?.id ?? 0; }, () => undefined);
     source.volume.on('member-failed', (slot: number) => this.memberFailures.inc({ slot: String(slot) }));
     source.coord.thread.observe((op, seconds, ok) => this.commits.observe({ op, result: ok ? 'ok' : 'error' }, seconds));
   }
@@ -176,7 +178,7 @@ export class ControllerMetrics {
       for (const st of ARRAY_STATES) g.set({ state: st }, st === now ? 1 : 0);
     });
     this.gauge('nbdraid_array_degraded', '1 while a member slot is not active (missing, faulty or rebuilding)', [], (g, s) => g.set(arrayState(s.volume) === 'optimal' ? 0 : 1));
-    this.gauge('nbdraid_array_events', 'The md superblock events counter, as last written to the members', [], (g, s) => g.set(s.coord.arrays.written(this.arrayName)?.events ?? s.volume.meta.events));
+    this.gauge('nbdraid_array_events', 'The md superblock events counter, as last written to the members', [], async (g, s) => g.set((await s.coord.thread.ops.writtenEvents(this.arrayName)) ?? s.volume.meta.events));
     this.gauge('nbdraid_array_slots', 'Member slots by state', ['state'], (g, s) => {
       for (const st of SLOT_STATES) g.set({ state: st }, s.volume.slots.filter((x) => x.state === st).length);
     });
@@ -188,20 +190,20 @@ export class ControllerMetrics {
 
   /** Active tasks of the array (every controller's work, read from the coordination object). */
   private taskMetrics(): void {
-    const progress = (s: MetricsSource) => s.coord.tasks.list({ arrayName: this.arrayName, activeOnly: true }).map((t) => s.coord.tasks.progress(t.id));
+    const progress = (s: MetricsSource) => s.coord.thread.ops.activeProgress(this.arrayName);
     const labels = (p: { task: { id: number; kind: string } }) => ({ task: String(p.task.id), kind: p.task.kind });
-    this.gauge('nbdraid_tasks_active', 'Background tasks not yet finished', [], (g, s) => g.set(progress(s).length));
-    this.gauge('nbdraid_task_stripes_done', 'Stripes of completed partitions, by task', ['task', 'kind'], (g, s) => {
-      for (const p of progress(s)) g.set(labels(p), p.stripesDone);
+    this.gauge('nbdraid_tasks_active', 'Background tasks not yet finished', [], async (g, s) => g.set((await progress(s)).length));
+    this.gauge('nbdraid_task_stripes_done', 'Stripes of completed partitions, by task', ['task', 'kind'], async (g, s) => {
+      for (const p of await progress(s)) g.set(labels(p), p.stripesDone);
     });
-    this.gauge('nbdraid_task_stripes_total', 'Stripes of all partitions, by task', ['task', 'kind'], (g, s) => {
-      for (const p of progress(s)) g.set(labels(p), p.stripesTotal);
+    this.gauge('nbdraid_task_stripes_total', 'Stripes of all partitions, by task', ['task', 'kind'], async (g, s) => {
+      for (const p of await progress(s)) g.set(labels(p), p.stripesTotal);
     });
-    this.gauge('nbdraid_task_bytes', 'Member bytes written by the task so far (all controllers), by task', ['task', 'kind'], (g, s) => {
-      for (const p of progress(s)) g.set(labels(p), p.bytes);
+    this.gauge('nbdraid_task_bytes', 'Member bytes written by the task so far (all controllers), by task', ['task', 'kind'], async (g, s) => {
+      for (const p of await progress(s)) g.set(labels(p), p.bytes);
     });
-    this.gauge('nbdraid_task_partitions', 'Partitions by task and state', ['task', 'kind', 'state'], (g, s) => {
-      for (const p of progress(s)) for (const st of PARTITION_STATES) g.set({ ...labels(p), state: st }, p.counts[st]);
+    this.gauge('nbdraid_task_partitions', 'Partitions by task and state', ['task', 'kind', 'state'], async (g, s) => {
+      for (const p of await progress(s)) for (const st of PARTITION_STATES) g.set({ ...labels(p), state: st }, p.counts[st]);
     });
   }
 
@@ -219,14 +221,16 @@ export class ControllerMetrics {
 
   /** Lease events this controller recorded since it started, counted from the journal at each scrape. */
   private leaseMetrics(): void {
-    this.counter('nbdraid_lease_events_total', 'Region lease events of this controller: granted, wanted, handed-over (to another controller), freed', ['kind'], (set, s) => {
-      this.readLeaseEvents(s);
+    this.counter('nbdraid_lease_events_total', 'Region lease events of this controller: granted, wanted, handed-over (to another controller), freed', ['kind'], async (set, s) => {
+      const read = this.leaseEventsStart.then(() => this.readLeaseEvents(s));
+      this.leaseEventsStart = read.catch(() => undefined);
+      await read;
       for (const k of LEASE_KINDS) set({ kind: k }, this.leaseCounts.get(k) ?? 0);
     });
   }
 
-  private readLeaseEvents(s: MetricsSource): void {
-    const rows = s.coord.events.list({ sinceId: this.leaseEventsSeen, arrayName: this.arrayName, kindPrefix: 'lease.', limit: LEASE_EVENTS_PER_SCRAPE });
+  private async readLeaseEvents(s: MetricsSource): Promise<void> {
+    const rows = await s.coord.thread.ops.events({ sinceId: this.leaseEventsSeen, arrayName: this.arrayName, kindPrefix: 'lease.', limit: LEASE_EVENTS_PER_SCRAPE });
     for (const e of rows) {
       this.leaseEventsSeen = Math.max(this.leaseEventsSeen, e.id);
       if (e.controller !== s.coord.id) continue;

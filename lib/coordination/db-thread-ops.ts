@@ -5,13 +5,13 @@ import type { Database } from 'better-sqlite3';
 import { type ArrayRecord, ArrayRegistry, type WrittenSuperblocks } from './arrays.js';
 import { CompletionRows } from './completion.js';
 import { ControllerRegistry, type ReapResult } from './controllers.js';
-import { EventLog } from './events.js';
+import { type EventQuery, type EventRecord, EventLog } from './events.js';
 import { type LeasePoll, type LeaseSteps, leaseSteps } from './lease-ops.js';
 import { type AcquireOutcome, LeaseStore } from './leases.js';
 import { PartitionWork, type ClaimFilter, type Claimed, type PartitionRef } from './partitions.js';
 import type { AssignedSpare, RecordedChange } from './member-change.js';
 import type { PartitionRecord, PartitionState, TaskRecord, TaskState } from './records.js';
-import { type NewTask, TaskStore } from './tasks.js';
+import { type NewTask, type TaskProgress, TaskStore } from './tasks.js';
 
 export interface DbOps {
   heartbeat(id: number): void;
@@ -43,6 +43,11 @@ export interface DbOps {
   createTaskUnlessActive(task: NewTask): TaskRecord | undefined;
   tasks(array: string, activeOnly: boolean): TaskRecord[];
   partitions(taskId: number): PartitionRecord[];
+  /** Progress of the array's active tasks (metrics). */
+  activeProgress(array: string): TaskProgress[];
+  /** The superblocks' last written events counter, if recorded. */
+  writtenEvents(array: string): number | undefined;
+  events(query: EventQuery): EventRecord[];
   completionsReady(): TaskRecord[];
   completionBegin(task: TaskRecord): boolean;
   completionFinish(task: TaskRecord, result: unknown, failure: string | null): void;
@@ -95,6 +100,9 @@ export function dbOps(db: Database, stateDir: string, controller: number): DbOps
     createTaskUnlessActive: (task) => tasks.createUnlessActive(task),
     tasks: (array, activeOnly) => tasks.list({ arrayName: array, activeOnly }),
     partitions: (taskId) => tasks.partitions(taskId),
+    activeProgress: (array) => tasks.list({ arrayName: array, activeOnly: true }).map((t) => tasks.progress(t.id)),
+    writtenEvents: (array) => registry.written(array)?.events,
+    events: (query) => events.list(query),
     completionsReady: () => completions.ready(),
     completionBegin: (task) => completions.begin(task),
     completionFinish: (task, result, failure) => completions.finish(task, result, failure),
