@@ -3,28 +3,24 @@
 // A member's chunk range of consecutive stripes is contiguous on the member, and in every stripe
 // the XOR of all members is zero; so rebuild and check work member-wise, whatever the layout.
 import { NbdraidError } from '../errors.js';
+import { AlignedPool } from '../transport/aligned-pool.js';
 import { isZero, xorInto } from './parity.js';
 import { settle as all } from './stripe-ops.js';
 import type { RaidVolume } from './volume.js';
 
 /**
- * Scratch buffers of background steps, by size. A rebuild or check batch needs several megabytes
- * per member; allocating them fresh for every batch costs page faults and frequent full GCs.
+ * Buffers of background steps: page aligned, so that members that can read and write them with
+ * O_DIRECT do (a whole-member pass through the page cache costs a copy per byte and evicts the
+ * clients' working set). A step needs a few MiB (about 2 MiB of stripes per member set, a few steps
+ * at once per pass); beyond the pool's room a step gets plain buffers, served through the cache.
  * A buffer is given back only once no read or write into it is still running.
  */
-const scratch = new Map<number, Buffer[]>();
-const SCRATCH_KEEP = 40;
+const scratch = AlignedPool.create(64 << 20);
 
-function takeScratch(size: number): Buffer {
-  return scratch.get(size)?.pop() ?? Buffer.allocUnsafeSlow(size);
-}
+const takeScratch = (size: number): Buffer => scratch?.take(size) ?? Buffer.allocUnsafeSlow(size);
 
 function giveScratch(bufs: Buffer[]): void {
-  for (const b of bufs) {
-    const free = scratch.get(b.length) ?? [];
-    if (free.length < SCRATCH_KEEP) free.push(b);
-    scratch.set(b.length, free);
-  }
+  for (const b of bufs) scratch?.give(b);
 }
 
 function checkStripeNo(vol: RaidVolume, first: number, count = 1): void {
@@ -41,7 +37,7 @@ export async function checkStripes(vol: RaidVolume, first: number, count: number
   await vol.locks.acquireRange(first, count);
   const bufs = vol.slots.map(() => takeScratch(c * count));
   try {
-    await all(bufs.map((b, i) => vol.memberRead(i, vol.g.memberByte(first, 0), b)));
+    await all(bufs.map((b, i) => vol.memberRead(i, vol.g.memberByte(first, 0), b, 'background')));
     for (let i = 1; i < bufs.length; i++) xorInto(bufs[0], bufs[i]);
     const bad: number[] = [];
     for (let k = 0; k < count; k++) if (!isZero(bufs[0].subarray(k * c, (k + 1) * c))) bad.push(first + k);
@@ -58,14 +54,19 @@ export async function repairStripe(vol: RaidVolume, stripe: number): Promise<boo
   requireOptimal(vol, 'repair');
   const g = vol.g;
   return vol.locks.with(stripe, async () => {
-    const data = Array.from({ length: g.dataMembers }, () => Buffer.allocUnsafeSlow(g.chunk));
-    const old = Buffer.allocUnsafeSlow(g.chunk);
+    const data = Array.from({ length: g.dataMembers }, () => takeScratch(g.chunk));
+    const old = takeScratch(g.chunk);
     const p = g.parityDisk(stripe);
-    await all([vol.memberRead(p, g.memberByte(stripe, 0), old), ...data.map((b, d) => vol.memberRead(g.dataDisk(stripe, d), g.memberByte(stripe, 0), b))]);
-    for (let d = 1; d < data.length; d++) xorInto(data[0], data[d]);
-    if (data[0].equals(old)) return false;
-    await vol.memberWrite(p, g.memberByte(stripe, 0), data[0], false);
-    return true;
+    const at = g.memberByte(stripe, 0);
+    try {
+      await all([vol.memberRead(p, at, old, 'background'), ...data.map((b, d) => vol.memberRead(g.dataDisk(stripe, d), at, b, 'background'))]);
+      for (let d = 1; d < data.length; d++) xorInto(data[0], data[d]);
+      if (data[0].equals(old)) return false;
+      await vol.memberWrite(p, at, data[0], false, 'background');
+      return true;
+    } finally {
+      giveScratch([...data, old]);
+    }
   });
 }
 
@@ -87,9 +88,9 @@ export async function rebuildStripes(vol: RaidVolume, slot: number, first: numbe
     bufs.push(...others.map(() => takeScratch(c * count)));
     const [out, ...temps] = bufs;
     const byte = vol.g.memberByte(first, 0);
-    await all(others.map((o, i) => vol.memberRead(o.index, byte, bufs[i])));
+    await all(others.map((o, i) => vol.memberRead(o.index, byte, bufs[i], 'background')));
     for (const t of temps) xorInto(out, t);
-    await vol.memberWrite(slot, byte, out, false);
+    await vol.memberWrite(slot, byte, out, false, 'background');
     target.recovered.add(first, first + count);
   } finally {
     giveScratch(bufs);

@@ -19,6 +19,9 @@ import { StripeLocks } from './stripe-lock.js';
 import { MemberError, type StripeEnv, readStripe, writeStripe, zeroStripe } from './stripe-ops.js';
 import { VolumeState } from './volume-state.js';
 
+/** Whose member I/O: a client's request, or background work that need not go through a cache. */
+export type IoLane = 'foreground' | 'background';
+
 /** Region leases (issue 5): entered around every member access of a request. */
 export interface RegionGate {
   regionStripes: number;
@@ -87,17 +90,20 @@ export class RaidVolume extends EventEmitter implements BlockDevice, StripeEnv {
     return miss;
   }
 
-  async memberRead(slot: number, byte: number, into: Buffer): Promise<void> {
+  /** `lane` 'background' lets the member bypass its cache (rebuild, check, repair; see BlockDevice). */
+  async memberRead(slot: number, byte: number, into: Buffer, lane: IoLane = 'foreground'): Promise<void> {
     try {
-      await this.device(slot).read(byte, into);
+      const d = this.device(slot);
+      await (lane === 'background' && d.readBackground ? d.readBackground(byte, into) : d.read(byte, into));
     } catch (err) {
       throw this.memberError(slot, err);
     }
   }
 
-  async memberWrite(slot: number, byte: number, data: Buffer, fua: boolean): Promise<void> {
+  async memberWrite(slot: number, byte: number, data: Buffer, fua: boolean, lane: IoLane = 'foreground'): Promise<void> {
     try {
-      await this.device(slot).write(byte, data, { fua });
+      const d = this.device(slot);
+      await (lane === 'background' && d.writeBackground ? d.writeBackground(byte, data, { fua }) : d.write(byte, data, { fua }));
     } catch (err) {
       throw this.memberError(slot, err);
     }

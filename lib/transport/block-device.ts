@@ -55,6 +55,12 @@ export interface BlockDevice {
   /** Fills `into` entirely with the bytes at `offset`. */
   read(offset: number, into: Buffer): Promise<void>;
   write(offset: number, data: Buffer, opts?: WriteOptions): Promise<void>;
+  /**
+   * Background work's (rebuild, check, repair) read and write: same contract as read and write,
+   * but the device may bypass its cache. Absent: read and write serve background work too.
+   */
+  readBackground?(offset: number, into: Buffer): Promise<void>;
+  writeBackground?(offset: number, data: Buffer, opts?: WriteOptions): Promise<void>;
   /** Every write completed before this call is durable when it resolves. */
   flush(): Promise<void>;
   trim(offset: number, length: number, opts?: WriteOptions): Promise<void>;

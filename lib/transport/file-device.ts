@@ -1,6 +1,8 @@
 // FileDevice: a BlockDevice over a regular file or a block device.
 // Size by seeking to the end (works for both); block status from SEEK_DATA/SEEK_HOLE on
 // regular files; optional exclusive flock so two processes never open one member for writing.
+// Background I/O (rebuild, check, repair) may bypass the page cache through a second descriptor
+// opened with O_DIRECT (see direct-io.ts); foreground I/O always goes through the page cache.
 import fs from 'node:fs';
 import fsExt from 'fs-ext';
 import { NbdraidError, asNbdraidError } from '../errors.js';
@@ -8,6 +10,7 @@ import {
   type BlockDevice, type BlockSizes, type Capabilities, type Extent, type WriteOptions, type ZeroOptions,
   DEFAULT_CAPABILITIES, STATE_HOLE, STATE_ZERO,
 } from './block-device.js';
+import { type BackgroundIo, type DirectIoSetting, type DirectOpener, directRead, directWrite, openBackgroundIo } from './direct-io.js';
 
 const SEEK_END = 2;
 const SEEK_DATA = 3;
@@ -22,6 +25,10 @@ export interface FileDeviceOptions {
   exclusive?: boolean;
   /** Smallest I/O unit advertised to clients (a power of two, default 1: any alignment). */
   minimumBlockSize?: number;
+  /** Background I/O with O_DIRECT where the file system takes it ('auto'), or never ('off'); default from NBDRAID_DIRECT_IO. */
+  directIo?: DirectIoSetting;
+  /** Opens the O_DIRECT descriptor (fault injection: a file system that refuses it). */
+  openDirect?: DirectOpener;
 }
 
 /**
@@ -73,6 +80,7 @@ export class FileDevice implements BlockDevice {
     readonly isBlockDevice: boolean,
     readOnly: boolean,
     minimum: number,
+    private background: BackgroundIo,
   ) {
     this.blockSizes = { minimum, preferred: Math.max(4096, minimum), maximum: 32 << 20 };
     this.capabilities = {
@@ -96,7 +104,9 @@ export class FileDevice implements BlockDevice {
       if (!st.isFile() && !st.isBlockDevice()) throw new NbdraidError('EINVAL', ctx, 'not a regular file or block device');
       if (opts.exclusive) lockExclusive(fd, ctx);
       const size = fsExt.seekSync(fd, 0, SEEK_END);
-      return new FileDevice(path, fd, size, st.isBlockDevice(), !!opts.readOnly, checkMinimum(opts.minimumBlockSize ?? 1, ctx));
+      const minimum = checkMinimum(opts.minimumBlockSize ?? 1, ctx);
+      const background = openBackgroundIo(path, !!opts.readOnly, opts.directIo, opts.openDirect);
+      return new FileDevice(path, fd, size, st.isBlockDevice(), !!opts.readOnly, minimum, background);
     } catch (err) {
       fs.closeSync(fd);
       throw asNbdraidError(err, ctx);
@@ -130,6 +140,39 @@ export class FileDevice implements BlockDevice {
     if (opts.fua) await this.flush();
   }
 
+  /** How background I/O reaches the file: 'direct', or 'buffered' with the reason. */
+  get backgroundMode(): string {
+    return this.background.mode === 'direct' ? 'direct' : `buffered (${this.background.reason})`;
+  }
+
+  /**
+   * Background reads bypass the page cache where they can: an aligned request goes to the O_DIRECT
+   * descriptor, the rest (past a short read at the end, an unaligned request) through read().
+   */
+  async readBackground(offset: number, into: Buffer): Promise<void> {
+    const n = this.background.mode === 'direct' ? await this.io(directRead(this.background, into, offset), 'read', offset) : 0;
+    if (n === 'refused') this.dropDirect();
+    const done = typeof n === 'number' ? n : 0;
+    if (done < into.length) await this.read(offset + done, into.subarray(done));
+  }
+
+  async writeBackground(offset: number, data: Buffer, opts: WriteOptions = {}): Promise<void> {
+    const n = this.background.mode === 'direct' ? await this.io(directWrite(this.background, data, offset), 'write', offset) : 0;
+    if (n === 'refused') this.dropDirect();
+    const done = typeof n === 'number' ? n : 0;
+    if (done < data.length) await this.write(offset + done, data.subarray(done));
+    if (opts.fua) await this.flush();
+  }
+
+  /** The kernel refused an aligned O_DIRECT request (EINVAL): background I/O is buffered from now on. */
+  private dropDirect(): void {
+    if (this.background.mode === 'direct') this.background = { mode: 'buffered', reason: 'refused', fd: this.background.fd };
+  }
+
+  /**
+   * fdatasync works on the file, not the descriptor: it also makes durable what went through the
+   * O_DIRECT descriptor (whose data may still sit in the disk's volatile cache).
+   */
   async flush(): Promise<void> {
     await this.io(fdatasync(this.fd), 'flush', 0);
   }
@@ -164,6 +207,7 @@ export class FileDevice implements BlockDevice {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if ('fd' in this.background) fs.closeSync(this.background.fd);
     fs.closeSync(this.fd); // also drops the flock
   }
 
