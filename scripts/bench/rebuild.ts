@@ -10,7 +10,8 @@
 // JSON under bench-results/, and an SVG chart of the throttled rebuild over time: its MB/s (task progress sampled every
 // second) above the client's 4 KiB random-read p99 per second (from fio's completion latency log).
 // Environment: BENCH_RUNTIME (seconds of each latency run, default 10), BENCH_REBUILD_GIB (data
-// per member in GiB, default 1; smaller for a quick run of every step).
+// per member in GiB, default 1; smaller for a quick run of every step), BENCH_REBUILD_QUICK=1 (only
+// three one-controller rebuilds and checks, for comparing settings such as NBDRAID_DIRECT_IO).
 import fs from 'node:fs';
 import path from 'node:path';
 import { TaskStore, openDatabase } from '../../lib/coordination/index.js';
@@ -33,7 +34,8 @@ const USABLE = 4 * DATA_PER_MEMBER;
 const FILL = (USABLE * 3) / 8;
 const TASK_TIMEOUT_MS = 15 * 60_000;
 /** Controllers of each timed rebuild, in order. */
-const RUNS = [1, 1, 2, 3];
+const QUICK = process.env.BENCH_REBUILD_QUICK === '1';
+const RUNS = QUICK ? [1, 1, 1] : [1, 1, 2, 3];
 
 interface RebuildRow { controllers: number; first: boolean; rebuildSeconds: number; rebuildMBps: number; cpuPerGiB: number; checkSeconds: number; checkMBps: number; mismatches: number }
 
@@ -210,7 +212,7 @@ export async function run(): Promise<void> {
     for (const [i, n] of RUNS.entries()) {
       const cluster = await clusterArray(null, arr, n);
       try {
-        const slot = [2, 3, 4, 1][i];
+        const slot = [2, 3, 4, 1][i % 4];
         await settle();
         const cpu0 = cpuSeconds(cluster.pid);
         const rebuilt = await rebuildOnce(arr, slot, path.join(work, `spare${i}`));
@@ -222,6 +224,11 @@ export async function run(): Promise<void> {
       } finally {
         await cluster.stop();
       }
+    }
+    if (QUICK) {
+      console.log(`\n${table(['run', 'rebuild s', 'MB/s', 'CPU s/GiB', 'check s', 'check MB/s'], rows.map((r, i) => [String(i + 1), r.rebuildSeconds.toFixed(2), r.rebuildMBps.toFixed(0), r.cpuPerGiB.toFixed(2), r.checkSeconds.toFixed(2), r.checkMBps.toFixed(0)]))}\n`);
+      console.log(`results: ${await saveResult('rebuild-quick', { dataPerMember: DATA_PER_MEMBER, directIo: process.env.NBDRAID_DIRECT_IO ?? 'on', rows })}`);
+      return;
     }
     const limits = [await physicalLimit(arr, work, 0), await physicalLimit(arr, work, 0)];
     const limitSeconds = Math.min(...limits.map((l) => l.seconds)); // best of two
