@@ -4,7 +4,8 @@
 // the XOR of all members is zero; so rebuild and check work member-wise, whatever the layout.
 import { NbdraidError } from '../errors.js';
 import { AlignedPool } from '../transport/aligned-pool.js';
-import { isZero, xorInto } from './parity.js';
+import { isZero } from './parity.js';
+import { poolXor } from './pool-xor.js';
 import { settle as all } from './stripe-ops.js';
 import type { RaidVolume } from './volume.js';
 
@@ -16,6 +17,9 @@ import type { RaidVolume } from './volume.js';
  * A buffer is given back only once no read or write into it is still running.
  */
 const scratch = AlignedPool.create(64 << 20);
+
+/** Parity of those buffers in place in the pool's memory (see pool-xor.ts). */
+const xorInto = poolXor(scratch);
 
 const takeScratch = (size: number): Buffer => scratch?.take(size) ?? Buffer.allocUnsafeSlow(size);
 

@@ -57,15 +57,20 @@ function body(): number[] {
   return [0, ...wide, ...bytes, END]; // no locals beyond the parameters
 }
 
-function moduleBytes(pages: number): Uint8Array {
+/** The module over a memory of its own (`pages`), or over one imported as env.mem (`imported`). */
+function moduleBytes(pages: number, imported = false): Uint8Array {
   const fn = body();
   const I32 = 0x7f;
+  const memory = imported
+    ? section(2, [1, ...name('env'), ...name('mem'), 0x02, 0x00, ...uleb(pages)]) // import: at least `pages`
+    : section(5, [1, 0x01, ...uleb(pages), ...uleb(pages)]); // memory: min = max = pages
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, [1, 0x60, 3, I32, I32, I32, 0]), // type: (i32 i32 i32) -> ()
+    ...(imported ? memory : []),
     ...section(3, [1, 0]), // function 0 has type 0
-    ...section(5, [1, 0x01, ...uleb(pages), ...uleb(pages)]), // memory: min = max = pages
-    ...section(7, [2, ...name('xor'), 0x00, 0, ...name('mem'), 0x02, 0]),
+    ...(imported ? [] : memory),
+    ...section(7, imported ? [1, ...name('xor'), 0x00, 0] : [2, ...name('xor'), 0x00, 0, ...name('mem'), 0x02, 0]),
     ...section(10, [1, ...uleb(fn.length), ...fn]),
   ]);
 }
@@ -74,7 +79,7 @@ function moduleBytes(pages: number): Uint8Array {
 interface Wasm {
   validate(code: Uint8Array): boolean;
   Module: new (code: Uint8Array) => object;
-  Instance: new (module: object) => { exports: { xor(d: number, s: number, n: number): void; mem: { buffer: ArrayBuffer } } };
+  Instance: new (module: object, imports?: object) => { exports: { xor(d: number, s: number, n: number): void; mem: { buffer: ArrayBuffer } } };
 }
 
 /** Instantiates the kernel over `bytes` of memory (a multiple of 64 KiB); null without SIMD. */
@@ -84,4 +89,15 @@ export function wasmXor(bytes: number): WasmXor | null {
   if (!wasm?.validate(code)) return null;
   const { exports } = new wasm.Instance(new wasm.Module(code));
   return { memory: Buffer.from(exports.mem.buffer), xor: exports.xor };
+}
+
+/**
+ * The kernel over an existing WebAssembly.Memory (e.g. an AlignedPool's): xor(d, s, n) with byte
+ * offsets into it, no copying. null without SIMD.
+ */
+export function wasmXorOver(memory: object, bytes: number): ((d: number, s: number, n: number) => void) | null {
+  const wasm = (globalThis as unknown as { WebAssembly?: Wasm }).WebAssembly;
+  const code = moduleBytes(Math.floor(bytes / 65536), true);
+  if (!wasm?.validate(code)) return null;
+  return new wasm.Instance(new wasm.Module(code), { env: { mem: memory } }).exports.xor;
 }

@@ -32,6 +32,8 @@ export interface AlignedPoolStats {
 export class AlignedPool {
   /** The pool's memory (a view of the whole Memory): buffers from take() are views of it. */
   readonly memory: Buffer;
+  /** The WebAssembly.Memory itself, for code that works on the buffers in place (a wasm kernel). */
+  readonly wasmMemory: object;
   private readonly idle = new Map<number, number[]>();
   /** View handed out -> [its offset, its class size]. */
   private readonly out = new WeakMap<Buffer, [number, number]>();
@@ -43,12 +45,13 @@ export class AlignedPool {
     const wasm = (globalThis as unknown as { WebAssembly?: Wasm }).WebAssembly;
     if (!wasm) return null;
     const pages = Math.max(1, Math.ceil(bytes / WASM_PAGE));
-    return new AlignedPool(new wasm.Memory({ initial: pages, maximum: pages }).buffer);
+    return new AlignedPool(new wasm.Memory({ initial: pages, maximum: pages }));
   }
 
-  private constructor(store: ArrayBuffer) {
-    pageAligned.add(store);
-    this.memory = Buffer.from(store);
+  private constructor(memory: WasmMemory) {
+    this.wasmMemory = memory;
+    pageAligned.add(memory.buffer);
+    this.memory = Buffer.from(memory.buffer);
   }
 
   /** Exactly `size` bytes, aligned when the pool has room; give() it back when no I/O uses it. */
