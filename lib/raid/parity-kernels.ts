@@ -1,7 +1,8 @@
 // XOR kernels: dst[i] ^= src[i] for i < min(dst.length, src.length), each over any lengths and
 // offsets. parity.ts uses the one that wins `npm run bench -- parity` on Node's buffers (64-bit
 // lanes: the WebAssembly one is faster only on data already in its own memory, and copying a
-// buffer in and out costs more than it saves).
+// buffer in and out costs more than it saves; background steps, whose buffers live in the aligned
+// pool's WebAssembly memory, use it in place: see pool-xor.ts).
 import { wasmXor } from './xor-wasm.js';
 
 export type XorKernel = (dst: Buffer, src: Buffer) => void;
