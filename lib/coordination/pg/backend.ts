@@ -1,0 +1,51 @@
+// The PostgreSQL coordination backend as a whole: one pool, controllers registered and stopped
+// on it, tasks created on it, and each controller's operations (pgOps).
+import type pg from 'pg';
+import type { ReapResult } from '../controllers.js';
+import type { AsyncDbOps } from '../db-thread.js';
+import type { Actor } from '../arrays.js';
+import type { TaskRecord } from '../records.js';
+import type { NewTask } from '../tasks.js';
+import { endController, registerController, type PgController } from './controllers.js';
+import { openPg } from './open.js';
+import { pgOps } from './ops.js';
+import { createTask } from './tasks.js';
+import { inTx } from './tx.js';
+
+export interface PgBackendOptions {
+  /** T: a controller whose heartbeat is older than this (database clock) is dead. */
+  deadAfterMs: number;
+  /** Connections in the pool. */
+  poolSize?: number;
+}
+
+export class PgBackend {
+  private constructor(readonly pool: pg.Pool, readonly deadAfterMs: number) {}
+
+  static async open(uri: string, opts: PgBackendOptions): Promise<PgBackend> {
+    return new PgBackend(await openPg(uri, { max: opts.poolSize }), opts.deadAfterMs);
+  }
+
+  /** A new live controller row (heartbeat now, a fresh epoch). */
+  register(address: string | null = null): Promise<PgController> {
+    return inTx(this.pool, (c) => registerController(c, address));
+  }
+
+  /** Ends controller `id` cleanly: its work goes back to the pool at once, without waiting for T. */
+  stop(id: number): Promise<ReapResult | undefined> {
+    return inTx(this.pool, (c) => endController(c, id, 'stopped', null));
+  }
+
+  createTask(t: NewTask, who: Actor = { actor: 'cli' }): Promise<TaskRecord> {
+    return inTx(this.pool, (c) => createTask(c, t, who));
+  }
+
+  /** Controller `id`'s operations. */
+  ops(id: number): AsyncDbOps {
+    return pgOps(this.pool, id, this.deadAfterMs);
+  }
+
+  close(): Promise<void> {
+    return this.pool.end();
+  }
+}
