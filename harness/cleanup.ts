@@ -48,7 +48,7 @@ export function trackGroup(child: ChildProcess): void {
   child.once('exit', () => groups.delete(pid));
 }
 
-interface Hooks {
+export interface Hooks {
   teardown(fn: () => unknown): void;
   comment?(...args: unknown[]): void;
 }
