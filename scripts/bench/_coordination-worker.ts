@@ -1,14 +1,22 @@
 // A process of the coordination benchmark. Prints "ready", waits for "go" on stdin, then:
 //   claims STATE      - claim + complete partitions until none is left; prints "claims <n> <ms>"
 //   handover STATE N  - takes region 0 from the other process N times; prints "handover <ms,...>"
+//   pg-claims URI, pg-handover URI N - the same on PostgreSQL (_coordination-pg.ts)
 import { createInterface } from 'node:readline';
 import { Coordinator } from '../../lib/coordination/coordinator.js';
+import { pgClaims, pgHandover } from './_coordination-pg.js';
 
-const [mode, stateDir, arg] = process.argv.slice(2);
-const coord = Coordinator.open(stateDir, { tickMs: Number(process.env.TICK_MS ?? 10) });
+const [mode, where, arg] = process.argv.slice(2);
+const tickMs = Number(process.env.TICK_MS ?? 10);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function claims(): void {
+/** Says "ready" (connected, so set-up is not timed) and resolves on "go". */
+function gate(): Promise<void> {
+  process.stdout.write('ready\n');
+  return new Promise((resolve) => { createInterface({ input: process.stdin }).once('line', () => resolve()); });
+}
+
+function claims(coord: Coordinator): string {
   const t0 = performance.now();
   let n = 0;
   for (;;) {
@@ -17,10 +25,10 @@ function claims(): void {
     coord.complete({ taskId: c.task.id, idx: c.partition.idx });
     n++;
   }
-  process.stdout.write(`claims ${n} ${(performance.now() - t0).toFixed(1)}\n`);
+  return `claims ${n} ${(performance.now() - t0).toFixed(1)}`;
 }
 
-async function handover(samples: number): Promise<void> {
+async function handover(coord: Coordinator, samples: number): Promise<string> {
   const leases = coord.leases('bench');
   const out: number[] = [];
   const deadline = Date.now() + 60_000;
@@ -36,17 +44,24 @@ async function handover(samples: number): Promise<void> {
     leases.release(0, { write: false });
   }
   // The first acquire found the region free: not a hand-over.
-  process.stdout.write(`handover ${out.slice(1).map((v) => v.toFixed(2)).join(',')}\n`);
+  return `handover ${out.slice(1).map((v) => v.toFixed(2)).join(',')}`;
 }
 
-process.stdout.write('ready\n');
-createInterface({ input: process.stdin }).once('line', () => {
-  const work = mode === 'claims' ? Promise.resolve(claims()) : handover(Number(arg));
-  work.then(() => {
-    coord.close();
-    process.exit(0);
-  }, (err: unknown) => {
-    process.stderr.write(`coordination bench worker: ${(err as Error).stack}\n`);
-    process.exit(1);
-  });
+async function sqlite(): Promise<string> {
+  const coord = Coordinator.open(where, { tickMs });
+  await gate();
+  const line = mode === 'claims' ? claims(coord) : await handover(coord, Number(arg));
+  await coord.close();
+  return line;
+}
+
+const work = mode === 'pg-claims' ? pgClaims(where, gate)
+  : mode === 'pg-handover' ? pgHandover(where, Number(arg), tickMs, gate)
+    : sqlite();
+work.then((line) => {
+  process.stdout.write(`${line}\n`);
+  process.exit(0);
+}, (err: unknown) => {
+  process.stderr.write(`coordination bench worker: ${(err as Error).stack}\n`);
+  process.exit(1);
 });

@@ -7,6 +7,7 @@ import type { AsyncDbOps } from '../db-thread.js';
 import type { LeasePoll, OwnedLease } from '../lease-ops.js';
 import { heartbeat, isAlive, reapDead } from './controllers.js';
 import { pruneEvents } from './events.js';
+import { claimOne, completeOne } from './hot-path.js';
 import * as leases from './leases.js';
 import * as work from './partitions.js';
 import { inTx } from './tx.js';
@@ -53,9 +54,9 @@ export function pgOps(pool: pg.Pool, me: number, deadAfterMs: number): AsyncDbOp
     markDirty: (array, regions) => tx((c) => leases.setDirty(c, me, array, regions, true)),
     markClean: (array, regions) => tx((c) => leases.setDirty(c, me, array, regions, false)),
     clearResync: (array, regions) => tx((c) => leases.clearResync(c, me, array, regions)),
-    claim: (filter) => tx((c) => work.claim(c, me, filter ?? {}), (out) => out !== undefined),
+    claim: (filter) => claimOne(pool, me, filter ?? {}),
     checkpoint: (ref, cp, bytesDelta) => tx((c) => work.checkpoint(c, me, ref, cp, bytesDelta)),
-    complete: (ref, bytesDelta) => tx((c) => work.complete(c, me, ref, bytesDelta)),
+    complete: (ref, bytesDelta) => completeOne(pool, me, ref, bytesDelta),
     fail: (ref, reason) => tx((c) => work.fail(c, me, ref, reason)),
     release: (ref) => tx((c) => work.release(c, me, ref)),
   };

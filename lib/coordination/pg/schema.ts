@@ -4,6 +4,8 @@
 // from a sequence on every grant. Times the records show are milliseconds since 1970 (bigint), as
 // in SQLite, so the same row conversions apply; JSON is kept as text for the same reason.
 
+import { FUNCTIONS_SQL } from './functions.js';
+
 export interface PgMigration { version: number; sql: string }
 
 export const pgMigrations: PgMigration[] = [
@@ -108,4 +110,5 @@ export const pgMigrations: PgMigration[] = [
       );
     `,
   },
+  { version: 2, sql: FUNCTIONS_SQL },
 ];
