@@ -1,4 +1,5 @@
-// The hot transitions as server-side functions: a claim and a completion each run as one
+// The hot transitions as server-side functions (claim: the lowest READY partition of the oldest
+// RUNNING task, locked FOR UPDATE SKIP LOCKED so concurrent claimers pass each other's rows): a claim and a completion each run as one
 // statement, hence one round trip and one implicit transaction (NOTIFY included), instead of
 // a BEGIN, five statements and a COMMIT. Refusals raise SQLSTATE NB001 with 'CODE|context|message'.
 

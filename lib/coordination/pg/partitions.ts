@@ -1,46 +1,17 @@
-// Partition work on PostgreSQL, the semantics of ../partitions.ts: READY -> IN_PROGRESS by a claim
-// that locks the lowest READY partition of the oldest RUNNING task with FOR UPDATE SKIP LOCKED
-// (concurrent claimers pass each other's locked rows instead of queueing on them); the owner's
-// transitions lock its partition row, then its task row, always in that order.
+// Partition work on PostgreSQL, the semantics of ../partitions.ts. The claim and the completion,
+// the hot pair, are server-side functions (functions.ts, hot-path.ts); here are the owner's other
+// transitions, each locking its partition row, then touching its task row, always in that order.
 import { NbdraidError } from '../../errors.js';
-import type { ClaimFilter, Claimed, PartitionRef } from '../partitions.js';
-import { json, toPartition, toTask, type PartitionRow, type PartitionState, type TaskRecord, type TaskRow, type TaskState } from '../records.js';
+import type { PartitionRef } from '../partitions.js';
+import { json, toTask, type PartitionRow, type PartitionState, type TaskRecord, type TaskRow, type TaskState } from '../records.js';
 import { appendEvent } from './events.js';
 import type { Tx } from './tx.js';
-
-export async function claim(c: Tx, me: number, f: ClaimFilter): Promise<Claimed | undefined> {
-  await requireLive(c, me);
-  const { rows } = await c.query<PartitionRow>(`SELECT p.* FROM partitions p JOIN tasks t ON t.id = p.task_id
-    WHERE p.state = 'READY' AND t.state = 'RUNNING' AND t.partitions_done < t.partitions_total
-      AND ($1::bigint IS NULL OR t.id = $1) AND ($2::text[] IS NULL OR t.kind = ANY($2)) AND ($3::text IS NULL OR t.array_name = $3)
-    ORDER BY p.task_id, p.idx LIMIT 1 FOR UPDATE OF p SKIP LOCKED`, [f.taskId ?? null, f.kinds ?? null, f.arrayName ?? null]);
-  if (rows.length === 0) return undefined;
-  const { task_id: taskId, idx } = rows[0];
-  const claimed = await c.query<PartitionRow>(`UPDATE partitions SET state = 'IN_PROGRESS', owner = $1, claimed_at = nbdraid_now_ms(),
-    updated_at = nbdraid_now_ms() WHERE task_id = $2 AND idx = $3 RETURNING *`, [me, taskId, idx]);
-  const task = await taskOf(c, taskId);
-  await event(c, me, 'partition.claimed', task, idx);
-  return { task, partition: toPartition(claimed.rows[0]) };
-}
 
 export async function checkpoint(c: Tx, me: number, ref: PartitionRef, cp: unknown, bytesDelta: number): Promise<TaskState> {
   const { task } = await owned(c, me, ref, 'checkpoint');
   await c.query('UPDATE partitions SET checkpoint = $1, bytes = bytes + $2, updated_at = nbdraid_now_ms() WHERE task_id = $3 AND idx = $4',
     [json(cp), bytesDelta, ref.taskId, ref.idx]);
   return task.state;
-}
-
-/** IN_PROGRESS -> COMPLETE by the owner; true when it was the task's last partition. */
-export async function complete(c: Tx, me: number, ref: PartitionRef, bytesDelta: number): Promise<boolean> {
-  const { task } = await owned(c, me, ref, 'complete');
-  await c.query(`UPDATE partitions SET state = 'COMPLETE', owner = NULL, bytes = bytes + $1, updated_at = nbdraid_now_ms(),
-    completed_at = nbdraid_now_ms() WHERE task_id = $2 AND idx = $3`, [bytesDelta, ref.taskId, ref.idx]);
-  const done = await c.query<{ partitions_done: number; partitions_total: number }>(`UPDATE tasks SET partitions_done = partitions_done + 1,
-    updated_at = nbdraid_now_ms() WHERE id = $1 RETURNING partitions_done, partitions_total`, [ref.taskId]);
-  await event(c, me, 'partition.completed', task, ref.idx);
-  const last = done.rows[0].partitions_done === done.rows[0].partitions_total;
-  if (last) await event(c, me, 'task.partitions-complete', task);
-  return last;
 }
 
 /** A failed attempt: READY again (checkpoint kept), or after maxAttempts FAILED, and its task with it. */
