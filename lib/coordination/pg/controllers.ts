@@ -32,7 +32,7 @@ export async function isAlive(c: Tx, id: number, boundMs: number): Promise<boole
 
 /** Reaps every live controller but `reaper` whose heartbeat is older than `boundMs`. */
 export async function reapDead(c: Tx, reaper: number | null, boundMs: number): Promise<ReapResult[]> {
-  const { rows } = await c.query<{ id: number }>(`SELECT id FROM controllers WHERE state = 'live' AND id IS DISTINCT FROM $1
+  const { rows } = await c.query<{ id: number }>(`SELECT id FROM controllers WHERE state = 'live' AND id IS DISTINCT FROM $1::bigint
     AND heartbeat < now() - make_interval(secs => $2::float8 / 1000) ORDER BY id FOR UPDATE SKIP LOCKED`, [reaper, boundMs]);
   const out: ReapResult[] = [];
   for (const { id } of rows) {

@@ -21,14 +21,17 @@ export const FUNCTIONS_SQL = `
   DECLARE p partitions; t tasks;
   BEGIN
     PERFORM nbdraid_require_live(me);
-    SELECT q.* INTO p FROM partitions q JOIN tasks k ON k.id = q.task_id
-      WHERE q.state = 'READY' AND k.state = 'RUNNING' AND k.partitions_done < k.partitions_total
+    -- Task by task (oldest first), then that task's lowest READY index through the partial
+    -- index: a join ordered across both would sort every READY partition on each claim.
+    FOR t IN SELECT * FROM tasks k WHERE k.state = 'RUNNING' AND k.partitions_done < k.partitions_total
         AND (f_task IS NULL OR k.id = f_task) AND (f_kinds IS NULL OR k.kind = ANY(f_kinds)) AND (f_array IS NULL OR k.array_name = f_array)
-      ORDER BY q.task_id, q.idx LIMIT 1 FOR UPDATE OF q SKIP LOCKED;
-    IF NOT FOUND THEN RETURN; END IF;
+        ORDER BY k.id LOOP
+      SELECT * INTO p FROM partitions WHERE task_id = t.id AND state = 'READY' ORDER BY idx LIMIT 1 FOR UPDATE SKIP LOCKED;
+      EXIT WHEN FOUND;
+    END LOOP;
+    IF p.task_id IS NULL THEN RETURN; END IF;
     UPDATE partitions SET state = 'IN_PROGRESS', owner = me, claimed_at = nbdraid_now_ms(), updated_at = nbdraid_now_ms()
       WHERE task_id = p.task_id AND idx = p.idx RETURNING * INTO p;
-    SELECT * INTO t FROM tasks WHERE id = p.task_id;
     INSERT INTO events (at, controller, actor, kind, array_name, task_id, partition_idx)
       VALUES (nbdraid_now_ms(), me, 'controller ' || me, 'partition.claimed', t.array_name, t.id, p.idx);
     PERFORM pg_notify('nbdraid_change', '');
