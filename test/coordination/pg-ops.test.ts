@@ -167,6 +167,7 @@ const scenarios: Record<string, Scenario> = {
     t.same((await c.ops.leasePoll('md0', [4], true)).granted, [], 'a live holder is not reaped: still waiting');
     t.same((await a.ops.leasePoll('md0', [], false)).wanted.map((w) => w.region), [4], 'the holder sees it wanted');
     await a.ops.leaseGiveBack('md0', 4);
+    t.same(await a.ops.leaseTake('md0', 4), { granted: false, holder: c.id }, 'given straight to the waiter, not freed');
     t.same((await c.ops.leasePoll('md0', [4], false)).granted.map((g) => g.region), [4], 'the waiter has it now');
     t.same((await a.ops.leasePoll('md0', [], false)).wanted, [], 'nothing more wanted from the old holder');
     const tc2 = await c.ops.leaseTake('md0', 4);
