@@ -13,7 +13,8 @@ import type { AssignedSpare, RecordedChange } from './member-change.js';
 import type { PartitionRecord, PartitionState, TaskRecord, TaskState } from './records.js';
 import { type NewTask, type TaskProgress, TaskStore } from './tasks.js';
 
-export interface DbOps {
+/** Liveness, leases, write intent and partition work: the operations every backend answers. */
+export interface WorkOps {
   heartbeat(id: number): void;
   reapDead(reaper: number): ReapResult[];
   pruneEvents(keep: number): void;
@@ -29,6 +30,10 @@ export interface DbOps {
   complete(ref: PartitionRef, bytesDelta: number): boolean;
   fail(ref: PartitionRef, reason: string): PartitionState;
   release(ref: PartitionRef): void;
+}
+
+/** The array's record, tasks and journal as a serving controller reads and changes them. */
+export interface RecordOps {
   // The array's record and its superblock bookkeeping.
   arrayGet(array: string): ArrayRecord | undefined;
   superblockSnapshot(array: string): { rec: ArrayRecord; written: WrittenSuperblocks | undefined; unsynced: number };
@@ -52,6 +57,9 @@ export interface DbOps {
   completionBegin(task: TaskRecord): boolean;
   completionFinish(task: TaskRecord, result: unknown, failure: string | null): void;
 }
+
+/** Everything the SQLite coordination thread answers. */
+export interface DbOps extends WorkOps, RecordOps {}
 
 export type DbOpName = keyof DbOps;
 

@@ -4,7 +4,7 @@
 import { Worker } from 'node:worker_threads';
 import { NbdraidError, isErrorCode } from '../errors.js';
 import { ChangeFanout } from './change-watcher.js';
-import type { DbOpName, DbOps } from './db-thread-ops.js';
+import type { DbOpName, DbOps, WorkOps } from './db-thread-ops.js';
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
 type ThreadError = { message: string; code?: string; context?: string };
@@ -17,7 +17,11 @@ function rebuilt(e: ThreadError): NbdraidError {
   return new NbdraidError(code, e.context, e.message.slice(e.context.length + 2));
 }
 
-export type AsyncDbOps = { [K in DbOpName]: (...args: Parameters<DbOps[K]>) => Promise<ReturnType<DbOps[K]>> };
+/** `T`'s operations as promises. */
+export type AsyncOps<T> = { [K in keyof T]: T[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<R> : never };
+export type AsyncDbOps = AsyncOps<DbOps>;
+/** The part a backend other than the SQLite thread answers so far (lib/coordination/pg). */
+export type AsyncWorkOps = AsyncOps<WorkOps>;
 
 /** Told of every operation answered: its name, the time from the call to the answer (s), and whether it succeeded. */
 export type DbOpObserver = (op: DbOpName, seconds: number, ok: boolean) => void;

@@ -1,7 +1,7 @@
 // The PostgreSQL side of a coordination benchmark process (see _coordination-worker.ts): the same
 // two measurements over PgBackend's operations, with NOTIFY waking the waiter and the holder.
 import { PgBackend, PgChangeListener } from '../../lib/coordination/pg/index.js';
-import type { AsyncDbOps } from '../../lib/coordination/db-thread.js';
+import type { AsyncWorkOps } from '../../lib/coordination/db-thread.js';
 
 /** T for the benchmark: far above any pause, so nobody is reaped mid-run. */
 const DEAD_AFTER_MS = 60_000;
@@ -54,7 +54,7 @@ export async function pgHandover(uri: string, samples: number, tickMs: number, g
   const listener = await PgChangeListener.open(uri);
   const changes = new Changes(listener);
   const me = await backend.register();
-  const ops: AsyncDbOps = backend.ops(me.id);
+  const ops: AsyncWorkOps = backend.ops(me.id);
   await gate();
   const out: number[] = [];
   const deadline = Date.now() + 60_000;
@@ -79,7 +79,7 @@ export async function pgHandover(uri: string, samples: number, tickMs: number, g
 }
 
 /** Holds the region until the other process wants it, then gives it back; false if it never does. */
-async function holdUntilWanted(ops: AsyncDbOps, changes: Changes, tickMs: number, deadline: number): Promise<boolean> {
+async function holdUntilWanted(ops: AsyncWorkOps, changes: Changes, tickMs: number, deadline: number): Promise<boolean> {
   const quiet = Date.now() + 1000;
   for (;;) {
     const seen = changes.count;

@@ -1,4 +1,4 @@
-// The coordination operations (AsyncDbOps) written once as scenarios and run against both
+// The coordination operations (AsyncWorkOps) written once as scenarios and run against both
 // backends: the SQLite coordination thread (DbThread) and PostgreSQL (PgBackend / pgOps) on a
 // throw-away server. Claims never collide, the owner's transitions and their refusals, attempts,
 // release, lease take / want / hand-over, the write-intent bit, reaping a dead controller, epochs.
@@ -6,7 +6,7 @@ import t, { type Test } from 'tap';
 import { unlinkSync } from 'node:fs';
 import { ControllerRegistry } from '../../lib/coordination/controllers.js';
 import { openDatabase } from '../../lib/coordination/db.js';
-import { DbThread, type AsyncDbOps } from '../../lib/coordination/db-thread.js';
+import { DbThread, type AsyncWorkOps } from '../../lib/coordination/db-thread.js';
 import { PgBackend, PgChangeListener } from '../../lib/coordination/pg/index.js';
 import { toPartition, toTask, type PartitionRecord, type PartitionRow, type TaskRecord, type TaskRow } from '../../lib/coordination/records.js';
 import { TaskStore, type NewTask } from '../../lib/coordination/tasks.js';
@@ -14,7 +14,7 @@ import { tempStateDir } from '../helpers/coordination.js';
 import { waitUntil, withDeadline } from '../helpers/deadline.js';
 import { postgresBin, startPostgres, type Postgres } from '../helpers/postgres.js';
 
-interface Ctl { id: number; ops: AsyncDbOps }
+interface Ctl { id: number; ops: AsyncWorkOps }
 
 interface Backend {
   name: string;

@@ -2,7 +2,7 @@
 // on it, tasks created on it, and each controller's operations (pgOps).
 import type pg from 'pg';
 import type { ReapResult } from '../controllers.js';
-import type { AsyncDbOps } from '../db-thread.js';
+import type { AsyncWorkOps } from '../db-thread.js';
 import type { Actor } from '../arrays.js';
 import type { TaskRecord } from '../records.js';
 import type { NewTask } from '../tasks.js';
@@ -41,7 +41,7 @@ export class PgBackend {
   }
 
   /** Controller `id`'s operations. */
-  ops(id: number): AsyncDbOps {
+  ops(id: number): AsyncWorkOps {
     return pgOps(this.pool, id, this.deadAfterMs);
   }
 
