@@ -70,6 +70,8 @@ export class Controller {
   private readonly stopWatching: () => void;
   private stopped = false;
   private lastRebuildRestart = 0;
+  private dutyRun: Promise<void> | undefined;
+  private dutyAgain = false;
   /** The --metrics endpoint, when asked for. */
   metrics: ControllerMetrics | null = null;
 
@@ -193,6 +195,7 @@ export class Controller {
     await this.metrics?.close();
     await this.server.close();
     await this.worker.stop();
+    await this.dutyRun; // its calls are answered before the coordinator closes
     if (!this.volume.offline) {
       // Flushed members let this controller's write-intent bits go now; if no other controller
       // has any, the superblocks say clean before the members are let go.
@@ -302,8 +305,26 @@ export class Controller {
     void this.duties();
   }
 
-  /** Initiator duties: rebuild onto a spare when degraded, resync dirty regions of dead controllers. */
-  private async duties(): Promise<void> {
+  /**
+   * Initiator duties: rebuild onto a spare when degraded, resync dirty regions of dead controllers.
+   * One run at a time (each is several calls to the coordination thread); asked during a run, it
+   * runs once more after it. stop() waits for the run in flight.
+   */
+  private duties(): Promise<void> {
+    if (this.dutyRun) {
+      this.dutyAgain = true;
+      return this.dutyRun;
+    }
+    this.dutyRun = (async () => {
+      do {
+        this.dutyAgain = false;
+        await this.dutiesOnce();
+      } while (this.dutyAgain && !this.stopped);
+    })().finally(() => { this.dutyRun = undefined; });
+    return this.dutyRun;
+  }
+
+  private async dutiesOnce(): Promise<void> {
     if (this.stopped || this.volume.offline) return;
     try {
       await this.applyThrottle();
@@ -311,6 +332,7 @@ export class Controller {
       await this.maybeStartRebuild();
       await this.maybeStartResync();
     } catch (err) {
+      if (this.stopped) return; // a call cut short by the stop
       this.log({ event: 'duty.failed', level: 'error', message: `${this.opts.arrayName}: ${(err as Error).message}` });
     }
   }

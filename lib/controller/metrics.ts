@@ -136,28 +136,36 @@ export class ControllerMetrics {
     };
   }
 
-  /** A gauge whose values are set from the source at every scrape (`fill` may be asynchronous). */
+  /**
+   * A gauge whose values are set from the source at every scrape (`fill` may be asynchronous).
+   * What fill sets is noted first and applied after it, reset and set in one turn: two scrapes at
+   * once never see each other's half-filled values.
+   */
   private gauge<L extends string>(name: string, help: string, labelNames: L[], fill: (g: Gauge<L>, s: MetricsSource) => void | Promise<void>): void {
     const source = (): MetricsSource | null => this.source;
     new Gauge<L>({
       name, help, labelNames, registers: [this.registry],
       async collect() {
-        this.reset();
         const s = source();
-        if (s) await fill(this, s);
+        const sets: unknown[][] = [];
+        if (s) await fill({ set: (...a: unknown[]) => { sets.push(a); } } as unknown as Gauge<L>, s);
+        this.reset();
+        for (const a of sets) (this.set as (...x: unknown[]) => void)(...a);
       },
     });
   }
 
-  /** A counter whose total is read from the source at every scrape (it only ever grows there). */
+  /** A counter whose total is read from the source at every scrape (it only ever grows there); applied as the gauges are. */
   private counter<L extends string>(name: string, help: string, labelNames: L[], fill: (set: (labels: Partial<Record<L, string>>, v: number) => void, s: MetricsSource) => void | Promise<void>): void {
     const source = (): MetricsSource | null => this.source;
     new Counter<L>({
       name, help, labelNames, registers: [this.registry],
       async collect() {
-        this.reset();
         const s = source();
-        if (s) await fill((labels, v) => this.inc(labels, v), s);
+        const incs: [Partial<Record<L, string>>, number][] = [];
+        if (s) await fill((labels, v) => { incs.push([labels, v]); }, s);
+        this.reset();
+        for (const [labels, v] of incs) this.inc(labels, v);
       },
     });
   }

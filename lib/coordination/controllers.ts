@@ -55,8 +55,10 @@ export class ControllerRegistry {
       dropLeases: db.prepare('DELETE FROM region_leases WHERE holder = ?'),
       unwant: db.prepare('UPDATE region_leases SET wanted_by = NULL WHERE wanted_by = ?'),
       initiated: db.prepare(`SELECT id, state FROM tasks WHERE initiator = ? AND state IN ('RUNNING', 'PAUSED', 'COMPLETING')`),
-      adopt: db.prepare(`UPDATE tasks SET initiator = ?, state = CASE state WHEN 'COMPLETING' THEN 'RUNNING' ELSE state END,
-        updated_at = ? WHERE id = ?`),
+      // The heir must be live (a reap answered after its reaper stopped hands the tasks to NULL,
+      // for the next live controller to adopt).
+      adopt: db.prepare(`UPDATE tasks SET initiator = (SELECT id FROM controllers WHERE id = @heir AND state = 'live'),
+        state = CASE state WHEN 'COMPLETING' THEN 'RUNNING' ELSE state END, updated_at = @now WHERE id = @id`),
     };
   }
 
@@ -149,7 +151,7 @@ export class ControllerRegistry {
       const leasesFreed = this.s.dropLeases.run(id).changes;
       this.s.unwant.run(id);
       const tasks = this.s.initiated.all(id) as { id: number; state: string }[];
-      for (const t of tasks) this.s.adopt.run(heir, now, t.id);
+      for (const t of tasks) this.s.adopt.run({ heir, now, id: t.id });
       const actor = heir === null ? { actor: state === 'dead' ? 'reaper' : `controller ${id}` } : { controller: heir };
       this.events.append({ ...actor, kind: `controller.${state}`, detail: { controller: id, partitions: partitions.length, leasesFreed, dirtyRegions } });
       for (const p of partitions) this.events.append({ ...actor, kind: 'partition.released', taskId: p.taskId, partitionIdx: p.idx, detail: { from: id, why: state } });

@@ -190,11 +190,13 @@ export class Coordinator {
     // The leases go back (a wanted one to its waiter, with its bit) before this controller is
     // recorded as stopped: stopping frees whatever it still holds and queues the dirty ones for
     // resync, which a clean hand-over needs not.
-    const end = (): Promise<void> => {
-      const threadClosed = this.thread.close();
+    // The thread answers every call already made before it closes; only then is this controller
+    // recorded stopped. A call answered after the stop (a task created, a peer reaped) would act
+    // for a controller that no longer lives, and its tasks would have no live initiator.
+    const end = async (): Promise<void> => {
+      await this.thread.close();
       this.controllers.stop(this.id);
       this.db.close();
-      return threadClosed;
     };
     if (this.caches.size === 0) return end(); // nothing to give back: stopped at once
     return Promise.allSettled([...this.caches.values()].map((c) => c.close())).then(end);

@@ -41,8 +41,10 @@ export class TaskStore {
   constructor(private readonly db: Database, private readonly who: Actor = { actor: 'cli' }) {
     this.events = new EventLog(db);
     this.s = {
+      // An initiator that is not live (it stopped while its request was queued) leaves the task
+      // to the next live controller: NULL, as a stopped controller's tasks are.
       insert: db.prepare(`INSERT INTO tasks (kind, array_name, dataset, initiator, state, max_attempts, partitions_total,
-        created_at, updated_at) VALUES (?, ?, ?, ?, 'RUNNING', ?, ?, ?, ?)`),
+        created_at, updated_at) VALUES (?, ?, ?, (SELECT id FROM controllers WHERE id = ? AND state = 'live'), 'RUNNING', ?, ?, ?, ?)`),
       insertPart: db.prepare(`INSERT INTO partitions (task_id, idx, stripe_start, stripe_end, instructions, state, updated_at)
         VALUES (?, ?, ?, ?, ?, 'READY', ?)`),
       get: db.prepare('SELECT * FROM tasks WHERE id = ?'),

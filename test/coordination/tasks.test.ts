@@ -202,7 +202,7 @@ t.test('a stopped controller gives its partitions back and its tasks to the next
   const task = a.createTask({ kind: 'scrub', partitions: parts(2) });
   a.claim();
   a.checkpoint({ taskId: task.id, idx: 0 }, { s: 7 });
-  a.close();
+  await a.close();
   t.equal(b.controllers.require(a.id).state, 'stopped');
   throwsCode(t, () => b.controllers.stop(a.id), 'EPERM');
   const c = b.claim();
@@ -218,7 +218,7 @@ t.test('a controller that is not live may not work', async (t) => {
   const dir = tempStateDir(t);
   const a = Coordinator.open(dir);
   const task = a.createTask({ kind: 'scrub', partitions: parts(1) });
-  a.close();
+  await a.close();
   const b = Coordinator.open(dir);
   t.teardown(() => b.close());
   t.equal(b.tasks.require(task.id).state, 'RUNNING');
@@ -245,4 +245,33 @@ t.test('createUnlessActive: one task of a kind per array at a time, from any num
   a.complete({ taskId: first.id, idx: 0 });
   await a.waitForTask(first.id);
   t.ok(await b.async.createTaskUnlessActive(task), 'once it finished, a new one can start');
+});
+
+t.test('a task whose creation is answered as its controller closes is left to a live controller', async (t) => {
+  const dir = tempStateDir(t);
+  const a = Coordinator.open(dir);
+  const b = Coordinator.open(dir);
+  t.teardown(() => b.close());
+  let ran = 0;
+  b.onCompletion('resync', () => { ran++; });
+  // Asked, then close at once: the thread answers the creation before a is recorded stopped.
+  const made = a.async.createTaskUnlessActive({ kind: 'resync', arrayName: 'md0', dataset: { regions: [0] }, partitions: parts(1) });
+  await a.close();
+  const task = await made;
+  t.ok(task, 'the task was created');
+  t.equal(b.controllers.require(a.id).state, 'stopped');
+  t.equal(b.tasks.require(task!.id).initiator, null, 'its stopped initiator gave it up');
+  const c = b.claim();
+  b.complete({ taskId: task!.id, idx: c!.partition.idx });
+  t.equal((await b.waitForTask(task!.id)).state, 'DONE', 'the live controller adopted it and ran its completion');
+  t.equal(ran, 1);
+});
+
+t.test('a task created for a controller that is no longer live gets no initiator', async (t) => {
+  const dir = tempStateDir(t);
+  const a = Coordinator.open(dir);
+  const id = a.id;
+  await a.close();
+  const cli = new TaskStore(openDatabase(dir));
+  t.equal(cli.create({ kind: 'scrub', initiator: id, partitions: parts(1) }).initiator, null);
 });
