@@ -20,21 +20,21 @@ import { repoRoot, startNbdkit } from '../../harness/server-process.js';
 import { type Goal, type Row, type Side, compareSides, renderRows } from './_compare.js';
 import { saveResult, scratch } from './_common.js';
 
-const SIZE = 2 ** 31;
+export const SIZE = 2 ** 31;
 const MEMBER_SIZE = '513M';
 const SLICE = SIZE / 8;
 
-interface Job { section: string; label: string; dir: 'read' | 'write'; goal: Goal }
+export interface Job { section: string; label: string; dir: 'read' | 'write'; goal: Goal }
 
-const SEQ_READ: Job = { section: 'seq-read', label: 'RAID: 1 MiB seq read, QD8', dir: 'read', goal: { ratio: 1.0 } };
-const JOBS: Job[] = [
+export const SEQ_READ: Job = { section: 'seq-read', label: 'RAID: 1 MiB seq read, QD8', dir: 'read', goal: { ratio: 1.0 } };
+export const JOBS: Job[] = [
   { section: 'seq-write-2m', label: 'RAID: 2 MiB full-stripe write, QD8', dir: 'write', goal: { ratio: 0.8, p99Ratio: 2 } },
   SEQ_READ,
   { section: 'rand-read', label: 'RAID: 4 KiB rand read, QD32', dir: 'read', goal: { ratio: 1.0 } },
   { section: 'rand-write', label: 'RAID: 4 KiB rand write (RMW), QD32', dir: 'write', goal: { ratio: 0.6 } },
 ];
 
-function fioSide(name: string, pid: number, uri: string, job: Job, runtime: number): Side {
+export function fioSide(name: string, pid: number, uri: string, job: Job, runtime: number): Side {
   return {
     name,
     pid,
@@ -46,7 +46,7 @@ function fioSide(name: string, pid: number, uri: string, job: Job, runtime: numb
   };
 }
 
-function interleavedSide(name: string, ctl: ArrayProcess, even: number, odd: number, runtime: number): Side {
+export function interleavedSide(name: string, ctl: ArrayProcess, even: number, odd: number, runtime: number): Side {
   return {
     name,
     pid: ctl.pid,
@@ -60,11 +60,11 @@ function interleavedSide(name: string, ctl: ArrayProcess, even: number, odd: num
   };
 }
 
-async function fill(uri: string): Promise<void> {
+export async function fill(uri: string): Promise<void> {
   await runFio({ jobFile: 'raid-bench.fio', section: 'fill', env: { NBD_URI: uri, FIO_SIZE: String(SIZE), FIO_RUNTIME: '0' }, timeoutMs: 600_000 });
 }
 
-async function newArray(work: string, sub: string): Promise<TestArray> {
+export async function newArray(work: string, sub: string): Promise<TestArray> {
   const dir = path.join(work, sub);
   fs.mkdirSync(dir);
   return createArray({ dir, name: 'bench', memberSize: MEMBER_SIZE });

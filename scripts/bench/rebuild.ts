@@ -23,15 +23,15 @@ import { cpuSeconds, measure, saveResult, scratch, table, verdict } from './_com
 import { type Point, svgChart } from './_svg-chart.js';
 
 const MIB = 2 ** 20;
-const DATA_PER_MEMBER = dataPerMember(process.env.BENCH_REBUILD_GIB ?? '1');
+export const DATA_PER_MEMBER = dataPerMember(process.env.BENCH_REBUILD_GIB ?? '1');
 const DATA_OFFSET = MIB;
-const MEMBER_BYTES = DATA_PER_MEMBER + DATA_OFFSET;
+export const MEMBER_BYTES = DATA_PER_MEMBER + DATA_OFFSET;
 const USABLE = 4 * DATA_PER_MEMBER;
 /**
  * Data written before the rebuilds, and into btrfs: with more, btrfs raid5 on 1 GiB devices has no
  * unallocated space left and refuses `replace` with ENOSPC.
  */
-const FILL = (USABLE * 3) / 8;
+export const FILL = (USABLE * 3) / 8;
 const TASK_TIMEOUT_MS = 15 * 60_000;
 /** Controllers of each timed rebuild, in order. */
 const QUICK = process.env.BENCH_REBUILD_QUICK === '1';
@@ -99,7 +99,7 @@ async function settle(): Promise<void> {
 }
 
 /** Fails `slot`, adds a spare, waits for the automatic rebuild; returns the finished task. */
-async function rebuildOnce(arr: TestArray, slot: number, spare: string) {
+export async function rebuildOnce(arr: TestArray, slot: number, spare: string) {
   const before = await lastTaskId(arr);
   await arr.cli('fail', arr.name, '--member', String(slot));
   await arr.cli('add-spare', arr.name, spare, '--size', String(MEMBER_BYTES));

@@ -14,16 +14,16 @@ import { repoRoot, startNbdkit, startNbdraid, type ServerProcess } from '../../h
 import { type Row, type Side, compareSides, renderRows } from './_compare.js';
 import { saveResult, scratch } from './_common.js';
 
-interface Job { section: string; label: string; dir: 'read' | 'write'; goal: number }
+export interface Job { section: string; label: string; dir: 'read' | 'write'; goal: number }
 
-const JOBS: Job[] = [
+export const JOBS: Job[] = [
   { section: 'seq-read', label: 'serve --file: 1 MiB seq read, QD8', dir: 'read', goal: 1.0 },
   { section: 'seq-write', label: 'serve --file: 1 MiB seq write, QD8', dir: 'write', goal: 1.0 },
   { section: 'rand-read', label: 'serve --file: 4 KiB rand read, QD32', dir: 'read', goal: 1.0 },
   { section: 'rand-write', label: 'serve --file: 4 KiB rand write, QD32', dir: 'write', goal: 1.0 },
 ];
 
-function side(name: string, server: ServerProcess, job: Job, size: number, runtime: number): Side {
+export function side(name: string, server: ServerProcess, job: Job, size: number, runtime: number): Side {
   return {
     name,
     pid: server.pid,
