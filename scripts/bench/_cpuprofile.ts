@@ -14,7 +14,11 @@ export interface CpuProfile { nodes: ProfileNode[]; startTime: number; endTime: 
 
 /** Self time of one function or category, and its share of the profile's total sample time. */
 export interface Cost { name: string; us: number; share: number }
-export interface FunctionCost extends Cost { location: string; category: string }
+/**
+ * `location` is file:line; a native function (no file) is told apart by its nearest caller with
+ * one (writeBuffer under a socket write or under fs.writeSync): `caller` names it, `location` is its.
+ */
+export interface FunctionCost extends Cost { location: string; category: string; caller?: string }
 
 export interface ProfileSummary {
   /** Sum of all samples' durations, microseconds. */
@@ -114,6 +118,16 @@ const byCost = (a: Cost, b: Cost): number => b.us - a.us || a.name.localeCompare
 export function summarise(p: CpuProfile, opts: SummaryOptions): ProfileSummary {
   const self = selfTimes(p, opts.window);
   const nodes = new Map(p.nodes.map((n) => [n.id, n]));
+  const parents = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parents.set(c, n.id);
+  /** The nearest ancestor of node `id` whose frame has a file. */
+  const callerOf = (id: number): CallFrame | undefined => {
+    for (let at = parents.get(id), hops = 0; at !== undefined && hops < p.nodes.length; at = parents.get(at), hops++) {
+      const f = nodes.get(at)?.callFrame;
+      if (f && f.url !== '') return f;
+    }
+    return undefined;
+  };
   const totalUs = [...self.values()].reduce((a, b) => a + b, 0);
   const share = (us: number): number => (totalUs > 0 ? us / totalUs : 0);
   const fns = new Map<string, FunctionCost>();
@@ -124,9 +138,10 @@ export function summarise(p: CpuProfile, opts: SummaryOptions): ProfileSummary {
     const category = categoryOf(frame, opts.root);
     cats.set(category, (cats.get(category) ?? 0) + us);
     const name = frame.functionName || '(anonymous)';
-    const location = locationOf(frame, opts);
+    const caller = frame.url === '' && !PSEUDO.has(frame.functionName) ? callerOf(id) : undefined;
+    const location = locationOf(caller ?? frame, opts);
     const key = `${name}\0${location}`;
-    const f = fns.get(key) ?? { name, location, category, us: 0, share: 0 };
+    const f: FunctionCost = fns.get(key) ?? { name, location, category, us: 0, share: 0, ...(caller ? { caller: caller.functionName || '(anonymous)' } : {}) };
     f.us += us;
     fns.set(key, f);
   }

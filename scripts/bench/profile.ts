@@ -15,7 +15,7 @@ import { runFio } from '../../harness/fio.js';
 import { type ArrayProcess, type TestArray, createArray, serveArray } from '../../harness/raid-array.js';
 import { runTool } from '../../harness/run-tool.js';
 import { repoRoot, startNbdraid } from '../../harness/server-process.js';
-import { type CpuProfile, type ProfileSummary, type Window, mergeProfiles, readProfile, summarise } from './_cpuprofile.js';
+import { type CpuProfile, type FunctionCost, type ProfileSummary, type Window, mergeProfiles, readProfile, summarise } from './_cpuprofile.js';
 import { cpuSeconds, saveResult, scratch, table } from './_common.js';
 import type { Side } from './_compare.js';
 import * as raid from './raid.js';
@@ -189,11 +189,17 @@ async function rebuildRow(work: string, dirs: string): Promise<ProfiledRow> {
 
 const pct = (share: number): string => `${(share * 100).toFixed(0)}%`;
 
+/** A function as the table names it: native ones with their caller, anonymous ones with their file:line. */
+function shortName(f: FunctionCost): string {
+  if (f.caller) return `${f.name} < ${f.caller}`;
+  return f.name === '(anonymous)' ? `${path.basename(f.location)}` : f.name;
+}
+
 function summaryTable(rows: ProfiledRow[]): string {
   return table(['row', 'CPU s/GiB', 'top categories (I/O thread)', 'top 5 functions'], rows.map((r) => [
     r.label, r.cpuPerGiB.toFixed(2),
     r.io.categories.slice(0, 4).map((c) => `${pct(c.share)} ${c.name}`).join(', '),
-    r.io.functions.slice(0, 5).map((f) => `${pct(f.share)} ${f.name}`).join(', '),
+    r.io.functions.slice(0, 5).map((f) => `${pct(f.share)} ${shortName(f)}`).join(', '),
   ]));
 }
 
@@ -201,7 +207,7 @@ function details(r: ProfiledRow): string {
   const busy = (s: ProfileSummary): number => 1 - (s.categories.find((c) => c.name === '(idle)')?.share ?? 0);
   const lines = [`${r.label}: ${(r.bytes / 2 ** 20).toFixed(0)} MiB in ${r.seconds.toFixed(1)} s, ${r.cpuSeconds.toFixed(2)} CPU s; I/O thread ${(r.io.totalUs / 1e6).toFixed(1)} s sampled, ${pct(busy(r.io))} not idle`];
   lines.push(`  categories: ${r.io.categories.slice(0, 10).map((c) => `${pct(c.share)} ${c.name}`).join(', ')}`);
-  lines.push(...r.io.functions.map((f) => `  ${pct(f.share).padStart(4)}  ${f.name}  ${f.location || f.category}`));
+  lines.push(...r.io.functions.map((f) => `  ${pct(f.share).padStart(4)}  ${f.name}  ${f.caller ? `called from ${f.caller} ${f.location}` : f.location || f.category}`));
   if (r.others) {
     const top = r.others.categories.filter((c) => c.name !== '(idle)').slice(0, 4).map((c) => `${((c.us / 1e6)).toFixed(2)} s ${c.name}`).join(', ');
     lines.push(`  other threads: ${(r.others.totalUs / 1e6).toFixed(1)} s sampled, ${pct(busy(r.others))} not idle${top ? `: ${top}` : ''}`);

@@ -19,7 +19,7 @@ const frame = (functionName: string, url = '', lineNumber = -1): CallFrame => ({
 function synthetic(): CpuProfile {
   return {
     nodes: [
-      { id: 1, callFrame: frame('(root)'), children: [2, 3, 4, 5, 6, 7, 8, 9, 10] },
+      { id: 1, callFrame: frame('(root)'), children: [2, 3, 4, 5, 7, 8, 9, 10] },
       { id: 2, callFrame: frame('(program)') },
       { id: 3, callFrame: frame('(garbage collector)') },
       { id: 4, callFrame: frame('(idle)') },
@@ -28,8 +28,9 @@ function synthetic(): CpuProfile {
       { id: 7, callFrame: frame('onStreamRead', 'node:internal/stream_base_commons', 161) },
       { id: 8, callFrame: frame('run', 'file:///repo/node_modules/better-sqlite3/lib/methods/wrappers.js', 4) },
       { id: 9, callFrame: frame('', 'file:///repo/node_modules/@scope/pkg/dist/index.js', 0) },
-      { id: 10, callFrame: frame('onData', 'file:///repo/dist/lib/transport/session.js', 41), children: [11] },
+      { id: 10, callFrame: frame('onData', 'file:///repo/dist/lib/transport/session.js', 41), children: [11, 12] },
       { id: 11, callFrame: frame('xorInto', 'file:///repo/dist/lib/raid/parity.js', 8) },
+      { id: 12, callFrame: frame('(native bridge)'), children: [6] },
     ],
     startTime: 0,
     endTime: 140,
@@ -61,6 +62,9 @@ t.test('the summary by category and by function, as shares of the total', async 
     'one function sampled on two call paths is one row; a compiled line without a map keeps the .js name and its 1-based line');
   t.same(s.functions.map((f) => f.name), ['xorInto', '(idle)', '(anonymous)', '(garbage collector)', '(program)', 'onStreamRead', 'run', 'writev'],
     'ties in name order; onData has no self time and is not listed');
+  const writev = s.functions.find((f) => f.name === 'writev');
+  t.same({ caller: writev?.caller, location: writev?.location }, { caller: 'onData', location: 'lib/transport/session.js:42' }, 'a native function is placed by its nearest caller with a file');
+  t.equal(s.functions.find((f) => f.name === '(idle)')?.caller, undefined, 'pseudo-frames have no caller');
   t.equal(s.functions.find((f) => f.name === 'onStreamRead')?.location, 'node:internal/stream_base_commons:162');
   t.equal(s.functions.find((f) => f.name === 'run')?.location, 'node_modules/better-sqlite3/lib/methods/wrappers.js:5');
   t.equal(summarise(synthetic(), { root: ROOT, top: 3 }).functions.length, 3, 'top limits the functions kept');
