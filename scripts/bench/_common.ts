@@ -29,14 +29,14 @@ export function measure(io: FioIo, cpuSeconds = NaN): Measurement {
 
 const CLOCK_TICKS = 100; // USER_HZ: the unit of utime and stime in /proc/PID/stat on Linux
 
-/** utime + stime of one process from /proc/PID/stat (fields 14 and 15), or 0 when it is gone. */
-function ownCpuTicks(pid: number): number {
+/** utime and stime of one process from /proc/PID/stat (fields 14 and 15), or 0 when it is gone. */
+function ownCpuTicks(pid: number): { user: number; system: number } {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from the 3rd on
-    return Number(fields[11]) + Number(fields[12]);
+    return { user: Number(fields[11]), system: Number(fields[12]) };
   } catch {
-    return 0;
+    return { user: 0, system: 0 };
   }
 }
 
@@ -57,16 +57,24 @@ function childrenByParent(): Map<number, number[]> {
   return out;
 }
 
-/** CPU seconds used so far by `pid` and its live descendants (a cluster's controllers). */
-export function cpuSeconds(pid: number): number {
+/** User and system CPU seconds used so far by `pid` and its live descendants (a cluster's controllers). */
+export function cpuTimes(pid: number): { user: number; system: number } {
   const children = childrenByParent();
-  let ticks = 0;
+  const sum = { user: 0, system: 0 };
   for (const todo = [pid]; todo.length > 0;) {
     const p = todo.pop() as number;
-    ticks += ownCpuTicks(p);
+    const own = ownCpuTicks(p);
+    sum.user += own.user / CLOCK_TICKS;
+    sum.system += own.system / CLOCK_TICKS;
     todo.push(...(children.get(p) ?? []));
   }
-  return ticks / CLOCK_TICKS;
+  return sum;
+}
+
+/** CPU seconds (user + system) used so far by `pid` and its live descendants. */
+export function cpuSeconds(pid: number): number {
+  const t = cpuTimes(pid);
+  return t.user + t.system;
 }
 
 /** Left-aligned first column, right-aligned others, a rule under the head. */

@@ -16,7 +16,7 @@ import { type ArrayProcess, type TestArray, createArray, serveArray } from '../.
 import { runTool } from '../../harness/run-tool.js';
 import { repoRoot, startNbdraid } from '../../harness/server-process.js';
 import { type CpuProfile, type FunctionCost, type ProfileSummary, type Window, mergeProfiles, readProfile, summarise } from './_cpuprofile.js';
-import { cpuSeconds, saveResult, scratch, table } from './_common.js';
+import { cpuTimes, saveResult, scratch, table } from './_common.js';
 import type { Side } from './_compare.js';
 import * as raid from './raid.js';
 import { sourceLineMapper } from './_sourcemap.js';
@@ -28,6 +28,8 @@ interface ProfiledRow {
   bytes: number;
   seconds: number;
   cpuSeconds: number;
+  /** The part of cpuSeconds spent in the kernel (syscalls, page-cache copies), any thread. */
+  systemSeconds: number;
   cpuPerGiB: number;
   profileDir: string;
   /** The serving processes' main (I/O) threads. */
@@ -60,15 +62,17 @@ async function profiledRow<S extends Served>(label: string, dir: string, start: 
   await runTool('sync', [], { timeoutMs: 300_000 });
   const server = await start(nodeFlags(dir));
   let bytes: number;
-  let cpu: number;
+  let cpu: { user: number; system: number };
   let window: Window | undefined;
   try {
-    const used = (): number => (server.pids ?? [server.pid]).reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+    const used = (): { user: number; system: number } => (server.pids ?? [server.pid]).map(cpuTimes)
+      .reduce((a, b) => ({ user: a.user + b.user, system: a.system + b.system }));
     const cpu0 = used();
     const from = process.hrtime.bigint();
     bytes = await work(server);
     window = { fromUs: Number(from / 1000n), toUs: Number(process.hrtime.bigint() / 1000n) };
-    cpu = used() - cpu0;
+    const cpu1 = used();
+    cpu = { user: cpu1.user - cpu0.user, system: cpu1.system - cpu0.system };
   } finally {
     await server.stop();
   }
@@ -80,7 +84,8 @@ async function profiledRow<S extends Served>(label: string, dir: string, start: 
   const opts = { root: repoRoot, sourceLine, window };
   const io = summarise(main.length === 1 ? main[0] : mergeProfiles(main, window), { ...opts, window: main.length === 1 ? window : undefined });
   const rest = others.length > 0 ? summarise(mergeProfiles(others, window), { ...opts, window: undefined }) : null;
-  const row = { label, bytes, seconds, cpuSeconds: cpu, cpuPerGiB: cpu / (bytes / 2 ** 30), profileDir: path.relative(repoRoot, dir), io, others: rest };
+  const row = { label, bytes, seconds, cpuSeconds: cpu.user + cpu.system, systemSeconds: cpu.system,
+    cpuPerGiB: (cpu.user + cpu.system) / (bytes / 2 ** 30), profileDir: path.relative(repoRoot, dir), io, others: rest };
   console.log(`  ${label}: ${(bytes / 2 ** 20).toFixed(0)} MiB, ${row.cpuPerGiB.toFixed(2)} CPU s/GiB`);
   return row;
 }
@@ -196,16 +201,17 @@ function shortName(f: FunctionCost): string {
 }
 
 function summaryTable(rows: ProfiledRow[]): string {
-  return table(['row', 'CPU s/GiB', 'top categories (I/O thread)', 'top 5 functions'], rows.map((r) => [
-    r.label, r.cpuPerGiB.toFixed(2),
+  return table(['row', 'CPU s/GiB', 'sys', 'top categories (I/O thread)', 'top 5 functions'], rows.map((r) => [
+    r.label, r.cpuPerGiB.toFixed(2), pct(r.systemSeconds / r.cpuSeconds),
     r.io.categories.slice(0, 4).map((c) => `${pct(c.share)} ${c.name}`).join(', '),
-    r.io.functions.slice(0, 5).map((f) => `${pct(f.share)} ${shortName(f)}`).join(', '),
+    // The pseudo-frames ((idle), (garbage collector), (program)) are in the categories already.
+    r.io.functions.filter((f) => f.category !== f.name).slice(0, 5).map((f) => `${pct(f.share)} ${shortName(f)}`).join(', '),
   ]));
 }
 
 function details(r: ProfiledRow): string {
   const busy = (s: ProfileSummary): number => 1 - (s.categories.find((c) => c.name === '(idle)')?.share ?? 0);
-  const lines = [`${r.label}: ${(r.bytes / 2 ** 20).toFixed(0)} MiB in ${r.seconds.toFixed(1)} s, ${r.cpuSeconds.toFixed(2)} CPU s; I/O thread ${(r.io.totalUs / 1e6).toFixed(1)} s sampled, ${pct(busy(r.io))} not idle`];
+  const lines = [`${r.label}: ${(r.bytes / 2 ** 20).toFixed(0)} MiB in ${r.seconds.toFixed(1)} s, ${r.cpuSeconds.toFixed(2)} CPU s (${r.systemSeconds.toFixed(2)} s system); I/O thread ${(r.io.totalUs / 1e6).toFixed(1)} s sampled, ${pct(busy(r.io))} not idle`];
   lines.push(`  categories: ${r.io.categories.slice(0, 10).map((c) => `${pct(c.share)} ${c.name}`).join(', ')}`);
   lines.push(...r.io.functions.map((f) => `  ${pct(f.share).padStart(4)}  ${f.name}  ${f.caller ? `called from ${f.caller} ${f.location}` : f.location || f.category}`));
   if (r.others) {
