@@ -40,7 +40,7 @@ export interface Actor { controller?: number | null; actor?: string }
 
 export const DEFAULT_THROTTLE: Throttle = { minMBps: 50, maxMBps: 2000, inflight: 8 };
 
-interface ArrayRow {
+export interface ArrayRow {
   name: string; uuid: string; level: number; layout: string; chunk: number; raid_disks: number;
   data_offset: number; member_size: number; members: string; throttle: string; md: string;
   revision: number; created_at: number; updated_at: number;
@@ -201,7 +201,7 @@ export class ArrayRegistry {
   }
 }
 
-function toParams(r: Omit<ArrayRecord, 'revision' | 'createdAt' | 'updatedAt'>): Record<string, unknown> {
+export function toParams(r: Omit<ArrayRecord, 'revision' | 'createdAt' | 'updatedAt'>): Record<string, unknown> {
   return {
     name: r.name, uuid: r.uuid, level: r.level, layout: r.layout, chunk: r.chunk, raidDisks: r.raidDisks,
     dataOffset: r.dataOffset, memberSize: r.memberSize, members: JSON.stringify(r.members),
@@ -209,7 +209,7 @@ function toParams(r: Omit<ArrayRecord, 'revision' | 'createdAt' | 'updatedAt'>):
   };
 }
 
-function toRecord(r: ArrayRow): ArrayRecord {
+export function toRecord(r: ArrayRow): ArrayRecord {
   return {
     name: r.name, uuid: r.uuid, level: r.level, layout: r.layout, chunk: r.chunk, raidDisks: r.raid_disks,
     dataOffset: r.data_offset, memberSize: r.member_size, members: JSON.parse(r.members) as MemberRecord[],
@@ -218,7 +218,7 @@ function toRecord(r: ArrayRow): ArrayRecord {
 }
 
 /** The top-level fields that changed, with their new values (for the events journal). */
-function diff(before: ArrayRecord, after: ArrayRecord): Record<string, unknown> {
+export function diff(before: ArrayRecord, after: ArrayRecord): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const k of Object.keys(after) as (keyof ArrayRecord)[]) {
     if (JSON.stringify(before[k]) !== JSON.stringify(after[k])) out[k] = after[k];

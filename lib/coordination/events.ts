@@ -26,7 +26,7 @@ export interface NewEvent {
 
 export interface EventQuery { limit?: number; sinceId?: number; taskId?: number; arrayName?: string; kindPrefix?: string }
 
-interface EventRow {
+export interface EventRow {
   id: number; at: number; controller: number | null; actor: string; kind: string;
   array_name: string | null; task_id: number | null; partition_idx: number | null; detail: string | null;
 }
@@ -69,7 +69,7 @@ export class EventLog {
   }
 }
 
-function toEvent(r: EventRow): EventRecord {
+export function toEvent(r: EventRow): EventRecord {
   return {
     id: r.id, at: r.at, controller: r.controller, actor: r.actor, kind: r.kind, arrayName: r.array_name,
     taskId: r.task_id, partitionIdx: r.partition_idx, detail: r.detail === null ? null : JSON.parse(r.detail),

@@ -157,7 +157,7 @@ export class TaskStore {
   }
 }
 
-function validate(t: NewTask): void {
+export function validate(t: NewTask): void {
   const ctx = `task ${t.kind}`;
   if (!t.kind) throw new NbdraidError('EINVAL', 'task', 'a task needs a kind');
   if (t.partitions.length === 0) throw new NbdraidError('EINVAL', ctx, 'a task needs at least one partition');

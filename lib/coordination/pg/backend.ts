@@ -1,11 +1,12 @@
 // The PostgreSQL coordination backend as a whole: one pool, controllers registered and stopped
-// on it, tasks created on it, and each controller's operations (pgOps).
+// on it, arrays and tasks created on it, and each controller's operations (pgOps).
 import type pg from 'pg';
 import type { ReapResult } from '../controllers.js';
-import type { AsyncWorkOps } from '../db-thread.js';
-import type { Actor } from '../arrays.js';
+import type { AsyncDbOps } from '../db-thread.js';
+import type { Actor, ArrayRecord, NewArray } from '../arrays.js';
 import type { TaskRecord } from '../records.js';
 import type { NewTask } from '../tasks.js';
+import { createArray } from './arrays.js';
 import { endController, registerController, type PgController } from './controllers.js';
 import { openPg } from './open.js';
 import { pgOps } from './ops.js';
@@ -40,8 +41,13 @@ export class PgBackend {
     return inTx(this.pool, (c) => createTask(c, t, who));
   }
 
+  /** A new array record, as ArrayRegistry.create (EEXIST when the name is taken). */
+  createArray(rec: NewArray, who: Actor = { actor: 'cli' }): Promise<ArrayRecord> {
+    return inTx(this.pool, (c) => createArray(c, rec, who));
+  }
+
   /** Controller `id`'s operations. */
-  ops(id: number): AsyncWorkOps {
+  ops(id: number): AsyncDbOps {
     return pgOps(this.pool, id, this.deadAfterMs);
   }
 

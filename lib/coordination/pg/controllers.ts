@@ -72,3 +72,10 @@ export async function endController(c: Tx, id: number, state: 'dead' | 'stopped'
   }
   return { controller: id, partitions, leasesFreed, dirtyRegions, tasksAdopted: tasks.rows.map((t) => t.id) };
 }
+
+/** Controllers live in the database's eyes (row live, heartbeat within `boundMs`). */
+export async function liveCount(c: Tx, boundMs: number): Promise<number> {
+  const { rows } = await c.query<{ n: number }>(`SELECT count(*) AS n FROM controllers WHERE state = 'live'
+    AND heartbeat >= now() - make_interval(secs => $1::float8 / 1000)`, [boundMs]);
+  return rows[0].n;
+}

@@ -1,5 +1,5 @@
 // The events journal on PostgreSQL: appended inside the transaction of the change it records.
-import type { NewEvent } from '../events.js';
+import { type EventQuery, type EventRecord, type EventRow, type NewEvent, toEvent } from '../events.js';
 import type { Tx } from './tx.js';
 
 export async function appendEvent(c: Tx, e: NewEvent): Promise<void> {
@@ -13,4 +13,12 @@ export async function appendEvent(c: Tx, e: NewEvent): Promise<void> {
 /** Keeps only the newest `keep` events. */
 export async function pruneEvents(c: Tx, keep: number): Promise<void> {
   await c.query('DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - $1', [keep]);
+}
+
+/** The newest events matching `q` (at most q.limit, 100 by default), returned oldest first. */
+export async function listEvents(c: Tx, q: EventQuery): Promise<EventRecord[]> {
+  const { rows } = await c.query<EventRow>(`SELECT * FROM events WHERE id > $1 AND ($2::bigint IS NULL OR task_id = $2)
+    AND ($3::text IS NULL OR array_name = $3) AND ($4::text IS NULL OR left(kind, length($4)) = $4)
+    ORDER BY id DESC LIMIT $5`, [q.sinceId ?? 0, q.taskId ?? null, q.arrayName ?? null, q.kindPrefix ?? null, q.limit ?? 100]);
+  return rows.reverse().map(toEvent);
 }

@@ -2,5 +2,5 @@
 export { PgBackend, type PgBackendOptions } from './backend.js';
 export { PgChangeListener, type ListenerState } from './listener.js';
 export { isPostgresUri, openPg } from './open.js';
-export { pgOps, type GrantedLease } from './ops.js';
+export { pgOps, pgWorkOps, type GrantedLease } from './ops.js';
 export type { PgController } from './controllers.js';

@@ -92,3 +92,10 @@ async function grant(c: Tx, array: string, region: number, to: number): Promise<
 function event(c: Tx, me: number, kind: string, array: string, region: number, detail: Record<string, unknown>): Promise<void> {
   return appendEvent(c, { controller: me, kind, arrayName: array, detail: { region, ...detail } });
 }
+
+/** Regions whose parity must be recomputed: recorded for resync, or dirty and left unheld. */
+export async function pendingResync(c: Tx, array: string): Promise<number[]> {
+  const { rows } = await c.query<{ region: number }>(`SELECT region FROM resync_regions WHERE array_name = $1
+    UNION SELECT region FROM region_leases WHERE array_name = $1 AND holder IS NULL AND dirty ORDER BY region`, [array]);
+  return rows.map((r) => r.region);
+}

@@ -1,15 +1,17 @@
 // The coordination operations of one controller on PostgreSQL, under the names and shapes the
-// SQLite thread answers (AsyncWorkOps), each a transaction of its own. Liveness is the heartbeat
+// SQLite thread answers (AsyncDbOps: the work here, the record in record-ops.ts), each a
+// transaction of its own. Liveness is the heartbeat
 // bound `deadAfterMs` (T): a holder is treated as dead, and reaped, only once its heartbeat is
 // older than T by the database clock.
 import type pg from 'pg';
-import type { AsyncWorkOps } from '../db-thread.js';
+import type { AsyncDbOps, AsyncWorkOps } from '../db-thread.js';
 import type { LeasePoll, OwnedLease } from '../lease-ops.js';
 import { heartbeat, isAlive, reapDead } from './controllers.js';
 import { pruneEvents } from './events.js';
 import { claimOne, completeOne } from './hot-path.js';
 import * as leases from './leases.js';
 import * as work from './partitions.js';
+import { pgRecordOps } from './record-ops.js';
 import { inTx } from './tx.js';
 
 /** SQLSTATEs of lock contention: a region that hits one is still waited for at the next poll. */
@@ -18,7 +20,13 @@ const CONTENDED = new Set(['40P01', '40001', '55P03']);
 /** A granted wait, with the epoch of its grant (an extra field the SQLite shape leaves out). */
 export interface GrantedLease extends OwnedLease { epoch: number }
 
-export function pgOps(pool: pg.Pool, me: number, deadAfterMs: number): AsyncWorkOps {
+/** Everything controller `me` asks of the coordination database. */
+export function pgOps(pool: pg.Pool, me: number, deadAfterMs: number): AsyncDbOps {
+  return { ...pgWorkOps(pool, me, deadAfterMs), ...pgRecordOps(pool, me, deadAfterMs) };
+}
+
+/** Liveness, leases, write intent and partition work. */
+export function pgWorkOps(pool: pg.Pool, me: number, deadAfterMs: number): AsyncWorkOps {
   const tx = <T>(fn: (c: pg.PoolClient) => Promise<T>, notify?: boolean | ((out: T) => boolean)) => inTx(pool, fn, notify);
   const reap = () => tx((c) => reapDead(c, me, deadAfterMs), (r) => r.length > 0);
   const poll = async (array: string, waiting: number[], probe: boolean): Promise<LeasePoll> => {

@@ -111,4 +111,37 @@ export const pgMigrations: PgMigration[] = [
     `,
   },
   { version: 2, sql: FUNCTIONS_SQL },
+  {
+    // The array's record as SQLite keeps it (column for column, so ../arrays.ts converts both),
+    // replacing the placeholder of version 1, which nothing wrote; and what the members'
+    // superblocks were last written with.
+    version: 3,
+    sql: `
+      DROP TABLE arrays;
+      CREATE TABLE arrays (
+        name text PRIMARY KEY,
+        uuid text NOT NULL UNIQUE,
+        level integer NOT NULL,
+        layout text NOT NULL,
+        chunk integer NOT NULL,
+        raid_disks integer NOT NULL,
+        data_offset bigint NOT NULL,
+        member_size bigint NOT NULL,
+        members text NOT NULL,            -- JSON MemberRecord[]
+        throttle text NOT NULL,           -- JSON Throttle
+        md text NOT NULL DEFAULT '{}',    -- JSON MdIdentity
+        revision bigint NOT NULL,
+        created_at bigint NOT NULL,
+        updated_at bigint NOT NULL
+      );
+      CREATE TABLE superblocks (
+        array_name text PRIMARY KEY,
+        events bigint NOT NULL,
+        state text NOT NULL,              -- JSON MdState last written to the members
+        written_at bigint NOT NULL
+      );
+      CREATE INDEX events_array ON events (array_name, id);
+      CREATE INDEX events_task ON events (task_id, id);
+    `,
+  },
 ];
