@@ -292,11 +292,15 @@ const recordScenarios: Record<string, Scenario> = {
 
   'two controllers calling assignSpare at once: exactly one gets the spare': async (t, b) => {
     const [a, c] = [await b.controller(), await b.controller()];
-    await b.createArray(newArray('md0'));
-    await a.ops.changeMember('md0', { kind: 'failed', slot: 1, reason: 'EIO' });
-    const got = await Promise.all([a.ops.assignSpare('md0', 1), c.ops.assignSpare('md0', 1)]);
-    t.same(got.filter((x) => x !== undefined), [{ path: '/dev/s0', deviceUuid: 'dev-s0', devNumber: 3 }], 'one got it, with the next device number');
-    t.equal(got.filter((x) => x === undefined).length, 1, 'the other got nothing');
+    // Several arrays raced in turn, over connections already open, so the askers overlap.
+    const names = Array.from({ length: 8 }, (_, i) => `md${7 - i}`);
+    for (const name of names) await b.createArray({ ...newArray(name), uuid: `uuid-${name}` });
+    await Promise.all(names.map((name) => a.ops.changeMember(name, { kind: 'failed', slot: 1, reason: 'EIO' })));
+    for (const name of names) {
+      const got = await Promise.all([a.ops.assignSpare(name, 1), c.ops.assignSpare(name, 1)]);
+      t.same(got.filter((x) => x !== undefined), [{ path: '/dev/s0', deviceUuid: 'dev-s0', devNumber: 3 }], `${name}: one got it, with the next device number`);
+      t.equal(got.filter((x) => x === undefined).length, 1, `${name}: the other got nothing`);
+    }
     t.same((await member(a, 'md0', '/dev/s0')), { slot: 1, path: '/dev/s0', state: 'rebuilding', deviceUuid: 'dev-s0', devNumber: 3, recoveryOffset: 0 });
     t.same([(await member(a, 'md0', '/dev/m1')).state, (await a.ops.arrayGet('md0'))!.revision], ['removed', 3], 'the failed member removed, one update');
     await c.ops.changeMember('md0', { kind: 'rebuilding', slot: 1 });
@@ -312,19 +316,24 @@ const recordScenarios: Record<string, Scenario> = {
   'createTaskUnlessActive from three controllers at once creates one': async (t, b) => {
     const xs = [await b.controller(), await b.controller(), await b.controller()];
     const duty = (x: Ctl, arrayName = 'md0'): NewTask => ({ kind: 'resync', arrayName, initiator: x.id, partitions: parts(1) });
+    // Several arrays raced in turn, over connections already open, so the creators overlap.
+    for (let i = 1; i <= 6; i++) {
+      const made = await Promise.all(xs.map((x) => x.ops.createTaskUnlessActive(duty(x, `md${i}`))));
+      t.equal(made.filter((m) => m !== undefined).length, 1, `md${i}: exactly one created it`);
+    }
     const made = await Promise.all(xs.map((x) => x.ops.createTaskUnlessActive(duty(x))));
     const mine = made.filter((m) => m !== undefined);
     t.equal(mine.length, 1, 'exactly one created it');
     t.same((await xs[0].ops.tasks('md0', true)).map((k) => k.id), [mine[0]!.id], 'and only that one is active');
     t.equal(await xs[1].ops.createTaskUnlessActive(duty(xs[1])), undefined, 'not again while active');
-    t.ok(await xs[1].ops.createTaskUnlessActive(duty(xs[1], 'md1')), 'the same duty on another array is created');
+    t.ok(await xs[1].ops.createTaskUnlessActive(duty(xs[1], 'md9')), 'the same duty on another array is created');
     const owner = xs.find((x) => x.id === mine[0]!.initiator)!;
     await owner.ops.claim({ taskId: mine[0]!.id });
     await owner.ops.complete({ taskId: mine[0]!.id, idx: 0 }, 0);
     t.equal(await owner.ops.completionBegin(mine[0]!), true);
     await owner.ops.completionFinish(mine[0]!, null, null);
     t.ok(await xs[2].ops.createTaskUnlessActive(duty(xs[2])), 'created again once the first is done');
-    t.equal(await codeOf(xs[2].ops.createTaskUnlessActive({ ...duty(xs[2], 'md9'), partitions: [] })), 'EINVAL', 'a task without partitions is refused');
+    t.equal(await codeOf(xs[2].ops.createTaskUnlessActive({ ...duty(xs[2], 'md10'), partitions: [] })), 'EINVAL', 'a task without partitions is refused');
   },
 
   'pendingResync: a dirty lease left unheld, and a dead controller\'s dirty lease once reaped': async (t, b) => {
