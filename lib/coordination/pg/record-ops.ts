@@ -24,7 +24,7 @@ export function pgRecordOps(pool: pg.Pool, me: number, deadAfterMs: number): Asy
     superblockSnapshot: (array) => read(async (c) => ({
       rec: await arrays.requireArray(c, array), written: await arrays.written(c, array), unsynced: await arrays.unsynced(c, array),
     })),
-    recordWritten: (array, events, state) => write((c) => arrays.recordWritten(c, array, events, state), false),
+    recordWritten: (array, events, state) => write((c) => arrays.recordWritten(c, array, events, state)),
     changeMember: async (array, change) => { await write((c) => arrays.changeMember(c, array, change, who), (changed) => changed); },
     assignSpare: (array, slot) => write((c) => arrays.assignSpare(c, array, slot, who), (out) => out !== undefined),
     pendingResync: (array) => read((c) => pendingResync(c, array)),
