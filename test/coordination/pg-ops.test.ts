@@ -412,6 +412,18 @@ const recordScenarios: Record<string, Scenario> = {
     t.same(adopted.map((e) => e.detail), [{ from: null, to: a.id }], 'adopted once, journalled');
   },
 
+  'a task gets only a live initiator or heir; otherwise it waits for the next live controller': async (t, b) => {
+    const [gone, dead] = [await b.controller(), await b.controller()];
+    await b.stop(gone);
+    const orphan = await b.createTask({ kind: 'k', initiator: gone.id, partitions: parts(1) });
+    t.equal(orphan.initiator, null, 'a stopped initiator is not recorded');
+    const held = await b.createTask({ kind: 'k', initiator: dead.id, partitions: parts(1) });
+    t.equal(held.initiator, dead.id, 'a live one is');
+    await b.kill(dead);
+    await waitUntil(async () => (await gone.ops.reapDead(gone.id)).length > 0, WAIT_MS, 'the dead controller is reaped', 25);
+    t.equal((await b.task(held.id)).initiator, null, 'a stopped reaper does not inherit its task');
+  },
+
   'tasks, partitions, activeProgress and liveControllers': async (t, b) => {
     const [a, c] = [await b.controller(), await b.controller()];
     t.equal(await a.ops.liveControllers(), 2);

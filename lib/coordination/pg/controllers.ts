@@ -61,7 +61,9 @@ export async function endController(c: Tx, id: number, state: 'dead' | 'stopped'
   await c.query('UPDATE region_leases SET wanted_by = NULL WHERE wanted_by = $1', [id]);
   const tasks = await c.query<{ id: number; state: string }>(`SELECT id, state FROM tasks WHERE initiator = $1
     AND state IN ('RUNNING', 'PAUSED', 'COMPLETING') ORDER BY id`, [id]);
-  await c.query(`UPDATE tasks SET initiator = $1, state = CASE state WHEN 'COMPLETING' THEN 'RUNNING' ELSE state END,
+  // The heir must be live: a reap answered after its reaper stopped leaves the tasks NULL, for the next live controller.
+  await c.query(`UPDATE tasks SET initiator = (SELECT id FROM controllers WHERE id = $1 AND state = 'live'),
+    state = CASE state WHEN 'COMPLETING' THEN 'RUNNING' ELSE state END,
     updated_at = nbdraid_now_ms() WHERE initiator = $2 AND state IN ('RUNNING', 'PAUSED', 'COMPLETING')`, [heir, id]);
   const actor = heir === null ? { actor: state === 'dead' ? 'reaper' : `controller ${id}` } : { controller: heir };
   const dirtyRegions = dirty.rows;

@@ -8,10 +8,12 @@ import { DEFAULT_MAX_ATTEMPTS, type NewTask, type TaskProgress, validate } from 
 import { appendEvent } from './events.js';
 import type { Tx } from './tx.js';
 
+/** An initiator that is not live (it stopped while its request was queued) leaves the task NULL, for the next live controller. */
 export async function createTask(c: Tx, t: NewTask, who: Actor): Promise<TaskRecord> {
   validate(t);
   const { rows } = await c.query<TaskRow>(`INSERT INTO tasks (kind, array_name, dataset, initiator, state, max_attempts, partitions_total,
-    created_at, updated_at) VALUES ($1, $2, $3, $4, 'RUNNING', $5, $6, nbdraid_now_ms(), nbdraid_now_ms()) RETURNING *`,
+    created_at, updated_at) VALUES ($1, $2, $3, (SELECT id FROM controllers WHERE id = $4 AND state = 'live'), 'RUNNING', $5, $6,
+    nbdraid_now_ms(), nbdraid_now_ms()) RETURNING *`,
   [t.kind, t.arrayName ?? null, JSON.stringify(t.dataset ?? null), t.initiator, t.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, t.partitions.length]);
   const id = rows[0].id;
   await c.query(`INSERT INTO partitions (task_id, idx, stripe_start, stripe_end, instructions, state, updated_at)
