@@ -265,7 +265,10 @@ async function handToServer(reg: ArrayRegistry, rec: ArrayRecord, member: Member
     if (state === 'faulty' && now.state === 'offline') {
       return `member ${member.slot} (${member.path}) marked faulty: the array is now OFFLINE; every request fails with EIO until it is re-assembled`;
     }
-    const done = state === 'faulty' ? now.slots[member.slot as number] !== 'U' : now.events > before.events;
+    // Failed: the slot is out, or (a spare may already have been rebuilt into it) the newest
+    // superblocks no longer hold this member in it; either way written after the wish.
+    const out = now.slots[member.slot as number] !== 'U' || now.members.find((m) => m.path === member.path)?.state !== 'active';
+    const done = state === 'faulty' ? out && now.events > before.events : now.events > before.events;
     if (done) return `member ${member.slot} (${member.path}) ${state === 'faulty' ? 'failed' : 'removed'} by the serving process; events ${now.events}`;
   }
   throw new NbdraidError('ETIMEDOUT', ctx, `recorded, but the serving process has not applied it within ${CONFIRM_MS / 1000} s; check it with 'nbdraid status ${rec.name}'`);
