@@ -116,7 +116,13 @@ t.test('metrics count NBD requests and follow a rebuild', async (tt) => {
   tt.ok((val(s1, 'nbdraid_lease_events_total', { kind: 'granted' }) ?? 0) >= 1, 'the I/O took region leases');
   tt.equal(val(s1, 'nbdraid_throttle_min_mbps'), 6, 'the throttle floor is reported');
   tt.ok((val(s1, 'nbdraid_lease_wait_seconds_count', { by: 'client' }) ?? 0) >= 1, 'the first writes waited for their leases, and were timed');
-  tt.ok((val(s1, 'nbdraid_coordination_commit_duration_seconds_count', { op: 'heartbeat', result: 'ok' }) ?? 0) >= 1, 'heartbeats are timed as coordination commits');
+  // Heartbeats run every 250 ms from the controller's start: a fast client can be done before the
+  // first one after the metrics were attached, so the count is waited for.
+  const beats = await waitUntil(async () => {
+    const n = val(await scrape(mport), 'nbdraid_coordination_commit_duration_seconds_count', { op: 'heartbeat', result: 'ok' }) ?? 0;
+    return n >= 1 ? n : undefined;
+  }, 10_000, 'a heartbeat to be timed', 100).catch(() => 0);
+  tt.ok(beats >= 1, 'heartbeats are timed as coordination commits');
   tt.same(background(s1), { read: 0, written: 0 }, 'no background bytes before any task');
   for (let slot = 0; slot < 5; slot++) tt.equal(val(s1, 'nbdraid_member_io_errors_total', { slot: String(slot) }), 0, `slot ${slot}: no member I/O error`);
   const eventsBefore = val(s1, 'nbdraid_array_events') ?? 0;
