@@ -7,13 +7,13 @@ import type { ArrayRecord, Coordinator, MemberRecord } from '../coordination/ind
 import { openMember } from '../raid/members.js';
 import { parseUuid } from '../raid/superblock.js';
 import type { RaidVolume } from '../raid/volume.js';
+import { Coalesced } from '../coalesced.js';
 import type { Log } from '../log.js';
 import type { Checkpoint, RebuildDataset } from './steps.js';
 
 export class ArraySync {
   private revision = -1;
-  private running: Promise<void> | undefined;
-  private again = false;
+  private readonly runs = new Coalesced(() => this.syncOnce());
 
   constructor(
     private readonly coord: Coordinator,
@@ -24,17 +24,7 @@ export class ArraySync {
 
   /** Brings the volume up to date; concurrent callers share one run (and a change during it reruns). */
   sync(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      do {
-        this.again = false;
-        await this.syncOnce();
-      } while (this.again);
-    })().finally(() => { this.running = undefined; });
-    return this.running;
+    return this.runs.run();
   }
 
   private async syncOnce(): Promise<void> {

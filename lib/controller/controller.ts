@@ -18,6 +18,7 @@ import { LeaseGate } from './lease-gate.js';
 import { ControllerMetrics, type MetricsAddress } from './metrics.js';
 import { planRange, planRegions, regionStripes } from './plans.js';
 import { type RebuildDataset, runStep } from './steps.js';
+import { Coalesced } from '../coalesced.js';
 import { NbdraidError } from '../errors.js';
 import { type Log, type LogFormat, lineLog, plainLines } from '../log.js';
 import { RecordStore } from './record-store.js';
@@ -70,8 +71,7 @@ export class Controller {
   private readonly stopWatching: () => void;
   private stopped = false;
   private lastRebuildRestart = 0;
-  private dutyRun: Promise<void> | undefined;
-  private dutyAgain = false;
+  private readonly dutyRuns = new Coalesced(() => this.dutiesOnce(), () => !this.stopped);
   /** The --metrics endpoint, when asked for. */
   metrics: ControllerMetrics | null = null;
 
@@ -195,7 +195,7 @@ export class Controller {
     await this.metrics?.close();
     await this.server.close();
     await this.worker.stop();
-    await this.dutyRun; // its calls are answered before the coordinator closes
+    await this.dutyRuns.inFlight; // its calls are answered before the coordinator closes
     if (!this.volume.offline) {
       // Flushed members let this controller's write-intent bits go now; if no other controller
       // has any, the superblocks say clean before the members are let go.
@@ -311,17 +311,7 @@ export class Controller {
    * runs once more after it. stop() waits for the run in flight.
    */
   private duties(): Promise<void> {
-    if (this.dutyRun) {
-      this.dutyAgain = true;
-      return this.dutyRun;
-    }
-    this.dutyRun = (async () => {
-      do {
-        this.dutyAgain = false;
-        await this.dutiesOnce();
-      } while (this.dutyAgain && !this.stopped);
-    })().finally(() => { this.dutyRun = undefined; });
-    return this.dutyRun;
+    return this.dutyRuns.run();
   }
 
   private async dutiesOnce(): Promise<void> {

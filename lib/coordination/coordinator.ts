@@ -4,6 +4,7 @@
 // I/O thread calls only `async`, `thread.ops` and the lease cache; the synchronous registries
 // here are for tools and tests on this thread's own connection.
 import type { Database } from 'better-sqlite3';
+import { Coalesced } from '../coalesced.js';
 import { ArrayRegistry } from './arrays.js';
 import type { ChangeSource } from './change-watcher.js';
 import type { ClaimPolicy } from './claim-policy.js';
@@ -67,7 +68,10 @@ export class Coordinator {
   readonly async: AsyncWork;
   private beats = 0;
   private housekeepingBusy = false;
-  private completing: 'idle' | 'checking' | 'again' = 'idle';
+  private readonly completionRuns = new Coalesced(
+    () => this.completions.check().catch((err: unknown) => { if (!this.closed) this.onError(err as Error); }),
+    () => !this.closed,
+  );
   private closed = false;
 
   private constructor(readonly db: Database, readonly stateDir: string, private readonly opts: CoordinatorOptions) {
@@ -230,17 +234,7 @@ export class Coordinator {
 
   /** One check at a time; changes seen during one ask for exactly one more. */
   private checkCompletions(): void {
-    if (this.closed) return;
-    if (this.completing !== 'idle') {
-      this.completing = 'again';
-      return;
-    }
-    this.completing = 'checking';
-    this.completions.check().catch((err: unknown) => { if (!this.closed) this.onError(err as Error); }).finally(() => {
-      const again = this.completing === 'again';
-      this.completing = 'idle';
-      if (again) this.checkCompletions();
-    });
+    if (!this.closed) void this.completionRuns.run();
   }
 
   /**
