@@ -4,7 +4,7 @@
 // completion actions of tasks it initiated or adopted). Once serving, every coordination call it
 // makes goes through the coordination thread (coord.async, coord.thread.ops) or the lease cache:
 // the thread that serves NBD runs no SQL.
-import type { Coordinator, LeaseCache } from '../coordination/index.js';
+import type { CoordinationTarget, Coordinator, LeaseCache } from '../coordination/index.js';
 import { Coordinator as CoordinatorClass } from '../coordination/index.js';
 import { openMember } from '../raid/members.js';
 import { openVolume } from '../raid/open.js';
@@ -29,6 +29,8 @@ import { Worker } from './worker.js';
 export interface ControllerOptions {
   stateDir: string;
   arrayName: string;
+  /** The coordination object (lib/coordination/target.ts); default: the SQLite database in stateDir. */
+  coordination?: CoordinationTarget;
   listen: ListenAddress;
   /** Assemble even with stale members or a dirty degraded array (as mdadm --force). */
   force?: boolean;

@@ -14,3 +14,4 @@ export { EventLog, type EventRecord, type NewEvent, type EventQuery } from './ev
 export { Coordinator, type CoordinatorOptions } from './coordinator.js';
 export type { TaskRecord, TaskState, PartitionRecord, PartitionState } from './records.js';
 export { TERMINAL_TASK_STATES } from './records.js';
+export { coordinationTarget, redactUri, describeTarget, DEFAULT_DEAD_AFTER_MS, MIN_DEAD_AFTER_MS, type CoordinationTarget } from './target.js';
