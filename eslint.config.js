@@ -8,7 +8,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 const UP_AND_OUT = { regex: '^(\\.\\./)+(cmd|test|scripts|harness)/', message: 'lib/ imports nothing from cmd/, test/, scripts/ or harness/.' };
-const RAID_TRANSPORT = '(block-device|buffer-pool|aligned-pool|device-location)\\.js$';
+const RAID_TRANSPORT = '(block-device|buffer-pool|aligned-pool|device-location|io-fence)\\.js$';
 
 /** A zone: `files` may import none of `patterns` (lib's own rule added for lib files). */
 function zone(files, ...patterns) {
@@ -30,7 +30,7 @@ export default tseslint.config(
   zone(['lib/transport/**/*.ts'], { regex: '^\\.\\./(raid|coordination|controller)/', message: 'lib/transport serves any BlockDevice and knows no RAID, coordination or controller.' }),
   zone(['lib/raid/**/*.ts'],
     { regex: '^\\.\\./(coordination|controller)/', message: 'lib/raid knows no SQL and no controller.' },
-    { regex: `^\\.\\./transport/(?!${RAID_TRANSPORT})`, message: 'lib/raid uses transport only for BlockDevice types, devices, buffers and addresses, never the NBD server side.' }),
+    { regex: `^\\.\\./transport/(?!${RAID_TRANSPORT})`, message: 'lib/raid uses transport only for BlockDevice types, devices and their fence, buffers and addresses, never the NBD server side.' }),
   zone(['lib/coordination/**/*.ts'], { regex: '^\\.\\./(raid|controller|transport)/', message: 'lib/coordination holds no buffers and imports no other layer.' }),
   zone(['scripts/**/*.ts'], { regex: '^(\\.\\./)+test/', message: 'scripts/ do not import test/: shared helpers live in harness/.' }),
   zone(['harness/**/*.ts'], { regex: '^(\\.\\./)+(test|scripts)/', message: 'harness/ serves both test/ and scripts/ and imports neither.' }),

@@ -5,6 +5,7 @@
 // through the coordination thread.
 import type { ArrayRecord, Coordinator, MemberRecord } from '../coordination/index.js';
 import { openMember } from '../raid/members.js';
+import type { IoFence } from '../transport/io-fence.js';
 import { parseUuid } from '../raid/superblock.js';
 import type { RaidVolume } from '../raid/volume.js';
 import { Coalesced } from '../coalesced.js';
@@ -20,6 +21,8 @@ export class ArraySync {
     private readonly volume: RaidVolume,
     private readonly arrayName: string,
     private readonly log: Log,
+    /** The controller's member fence: a spare opened here passes it too. */
+    private readonly fence?: IoFence,
   ) {}
 
   /** Brings the volume up to date; concurrent callers share one run (and a change during it reruns). */
@@ -50,7 +53,7 @@ export class ArraySync {
       if (m.state === 'removed' && slot.state === 'faulty' && localPath === m.path) {
         await this.volume.removeMember(m.slot);
       } else if (m.state === 'rebuilding' && (slot.state === 'faulty' || slot.state === 'missing')) {
-        const handle = await openMember(m.path, { lock: 'shared' });
+        const handle = await openMember(m.path, { lock: 'shared', fence: this.fence });
         await this.volume.addRebuildMember(m.slot, handle.device, { path: m.path, deviceUuid: parseUuid(m.deviceUuid), devNumber: m.devNumber });
       } else if (m.state === 'active' && slot.state === 'rebuilding' && localPath === m.path) {
         this.volume.markRecovered(m.slot, 0, this.volume.g.stripes);

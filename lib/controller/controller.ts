@@ -4,9 +4,10 @@
 // completion actions of tasks it initiated or adopted). Once serving, every coordination call it
 // makes goes through the coordination thread (coord.async, coord.thread.ops) or the lease cache:
 // the thread that serves NBD runs no SQL.
-import type { CoordinationTarget, Coordinator, LeaseCache } from '../coordination/index.js';
+import type { ArrayRecord, CoordinationTarget, Coordinator, LeaseCache, LifeState } from '../coordination/index.js';
 import { Coordinator as CoordinatorClass } from '../coordination/index.js';
 import { openMember } from '../raid/members.js';
+import { IoFence } from '../transport/io-fence.js';
 import { openVolume } from '../raid/open.js';
 import { parseUuid } from '../raid/superblock.js';
 import type { RaidVolume } from '../raid/volume.js';
@@ -76,6 +77,12 @@ export class Controller {
   private readonly dutyRuns = new Coalesced(() => this.dutiesOnce(), () => !this.stopped);
   /** The --metrics endpoint, when asked for. */
   metrics: ControllerMetrics | null = null;
+  /**
+   * Resolves, with why, if this controller loses its life on the coordination database (others
+   * may own its work now): it has stopped all member I/O and serves no more; its process ends.
+   */
+  readonly ended: Promise<string>;
+  private endWith: (why: string) => void = () => undefined;
 
   private constructor(
     readonly coord: Coordinator,
@@ -86,11 +93,15 @@ export class Controller {
     readonly opts: ControllerOptions,
     /** This controller's log (serve prints its own lines through it too). */
     readonly log: Log,
+    rec: ArrayRecord,
+    /** Every member request passes it (io-fence.ts). */
+    readonly fence: IoFence,
   ) {
     const name = opts.arrayName;
     this.regionStripes = regionStripes(volume.g);
-    this.throttle = new Throttle(coord.arrays.require(name).throttle);
-    this.sync = new ArraySync(coord, volume, name, log);
+    this.throttle = new Throttle(rec.throttle);
+    this.ended = new Promise((resolve) => { this.endWith = resolve; });
+    this.sync = new ArraySync(coord, volume, name, log, fence);
     this.worker = new Worker({
       coord, volume, cache, throttle: this.throttle, regionStripes: this.regionStripes, arrayName: name, log, bytes: this.bytes,
       onLeaseWait: (seconds) => this.metrics?.leaseWaited(seconds, 'background'),
@@ -111,19 +122,34 @@ export class Controller {
     const context: { controller?: number; array: string } = { array: opts.arrayName };
     const log = opts.log ?? lineLog(opts.logFormat ?? 'human', context);
     const address = 'path' in opts.listen ? `unix:${opts.listen.path}` : `${opts.listen.host ?? '127.0.0.1'}:${opts.listen.port}`;
-    const coord = CoordinatorClass.open(opts.stateDir, {
-      address, onError: (e) => log({ event: 'coordination.error', level: 'error', message: `coordination: ${e.message}` }),
+    const late: { ctl?: Controller; gate?: LeaseGate } = {};
+    // Every member request of this controller passes the fence: held while its life on the
+    // database is in doubt, sealed once it is lost (life-bound.ts).
+    const fence = new IoFence();
+    const coord = await CoordinatorClass.connect(opts.coordination ?? { kind: 'sqlite', stateDir: opts.stateDir }, {
+      address,
+      onError: (e) => log({ event: 'coordination.error', level: 'error', message: `coordination: ${e.message}` }),
+      onLife: (state, why) => lifeChanged(state, why),
     });
+    const lifeChanged = (state: LifeState, why: string): void => {
+      if (state === 'overdue') fence.hold();
+      else if (state === 'live') fence.open();
+      else fence.seal();
+      const level = state === 'live' ? 'info' : state === 'overdue' ? 'warn' : 'error';
+      log({ event: `controller.${state === 'live' ? 'renewed' : state === 'overdue' ? 'fenced' : 'lost'}`, level, message: `${opts.arrayName}: controller ${coord.id} ${state === 'live' ? 'renewed its heartbeat: member I/O resumes' : state === 'overdue' ? 'holds all member I/O' : 'stopped all member I/O for good'}: ${why}`, fields: { state, waiting: fence.waiting } });
+      if (state === 'lost') late.ctl?.lost(why);
+    };
     context.controller = coord.id;
     let metrics: ControllerMetrics | null = null;
     try {
       const name = opts.arrayName;
+      const ops = coord.thread.ops;
       // Bound first: a busy metrics address fails the start before the members are opened.
       if (opts.metrics) metrics = await ControllerMetrics.listen(name, opts.metrics);
-      const rec = coord.arrays.require(name);
-      refuseDirtyDegraded(coord, name, !!opts.force);
+      const rec = await requireArray(coord, name);
+      await refuseDirtyDegraded(coord, rec, !!opts.force);
       const paths = rec.members.filter((m) => m.slot !== null && (m.state === 'active' || m.state === 'rebuilding')).map((m) => m.path);
-      const writer = new SuperblockWriter(coord.thread.ops, opts.stateDir, name);
+      const writer = new SuperblockWriter(ops, coord.thread.lockSuperblocks ?? opts.stateDir, name, { fence });
       // The record is the truth: a change it holds that a killed writer left half written
       // reaches every member before they are assembled (else assembly sees them torn).
       if (await writer.behind()) await writer.sync().catch((err: Error) => superblockFailed(log, `${name}: superblocks not brought up to the record before assembly: ${err.message}`));
@@ -133,12 +159,11 @@ export class Controller {
         afterClean: () => void writer.sync().catch((err: Error) => superblockFailed(log, `${name}: superblocks not marked clean: ${err.message}`)),
       });
       // The volume, its gate and the controller refer to each other; `late` ties them after creation.
-      const late: { ctl?: Controller; gate?: LeaseGate } = {};
       const { volume, opened } = await openVolume(paths, {
-        name, force: opts.force, lock: 'shared',
+        name, force: opts.force, lock: 'shared', fence,
         volume: {
           trackClean: false, // active/clean follows the regions' write intent (SuperblockWriter)
-          metadata: new RecordStore(coord.thread.ops, writer),
+          metadata: new RecordStore(ops, writer),
           gate: {
             get regionStripes() { return late.gate!.regionStripes; },
             enter: (a, b, w) => late.gate!.enter(a, b, w),
@@ -149,12 +174,12 @@ export class Controller {
         },
       });
       try {
-        const written = coord.arrays.written(name);
-        if (opened.wrote) coord.arrays.recordWritten(name, opened.onDisk.events, opened.onDisk.state); // forced in
-        else if (written && opened.onDisk.events > written.events) {
-          throw new NbdraidError('ESTALE', `serve ${name}`, `the members are at events ${opened.onDisk.events}, newer than this state directory's record (${written.events}): they were changed elsewhere (by mdadm, or under another state directory); record them again with 'nbdraid assemble ${name} MEMBER...'`);
+        const written = await ops.writtenEvents(name);
+        if (opened.wrote) await ops.recordWritten(name, opened.onDisk.events, opened.onDisk.state); // forced in
+        else if (written !== undefined && opened.onDisk.events > written) {
+          throw new NbdraidError('ESTALE', `serve ${name}`, `the members are at events ${opened.onDisk.events}, newer than this state directory's record (${written}): they were changed elsewhere (by mdadm, or under another state directory); record them again with 'nbdraid assemble ${name} MEMBER...'`);
         }
-        if (opts.force) warnForced(coord, name, opened.missing, log);
+        if (opts.force) await warnForced(coord, rec, opened.missing, log);
         await writer.sync(); // a degraded start, or a change a crash left unwritten, reaches the members now
       } catch (err) {
         await volume.close();
@@ -166,7 +191,7 @@ export class Controller {
         onLeaseWait: (seconds) => metrics?.leaseWaited(seconds, 'client'),
       });
       const server = new NbdServer({ ...opts.serverLimits, exports: [{ name, device: volume }], observer: metrics?.requests, log: plainLines(log, 'nbd', 'warn') });
-      const ctl = new Controller(coord, volume, server, cache, writer, opts, log);
+      const ctl = new Controller(coord, volume, server, cache, writer, opts, log, rec, fence);
       late.ctl = ctl;
       ctl.metrics = metrics;
       metrics?.attach({ coord, volume, server, throttle: ctl.throttle, bytes: ctl.bytes });
@@ -213,6 +238,24 @@ export class Controller {
     }
     await this.volume.close();
     await this.coord.close(); // gives the leases back; bits still set stay for the next holder or a resync
+  }
+
+  /**
+   * Lost: the fence is sealed, so nothing this controller still has in flight reaches a member.
+   * Clients are cut off (their requests wait at the fence; they reconnect to another controller),
+   * background work ends where it stands, and nothing is given back: the reaper does that.
+   */
+  lost(why: string): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.timer);
+    clearInterval(this.cleaner);
+    this.stopWatching();
+    void this.metrics?.close();
+    void this.server.close();
+    void this.worker.stop();
+    void this.coord.close().catch(() => undefined);
+    this.endWith(why);
   }
 
   /** Brings the superblocks up to the record (cheap when nothing changed); errors are logged. */
@@ -342,7 +385,7 @@ export class Controller {
     // One transaction picks the spare: of several controllers seeing the failure, one wins.
     const chosen = await this.coord.thread.ops.assignSpare(this.opts.arrayName, slot.index);
     if (!chosen) return;
-    const handle = await openMember(chosen.path, { lock: 'shared' });
+    const handle = await openMember(chosen.path, { lock: 'shared', fence: this.fence });
     await this.volume.addRebuildMember(slot.index, handle.device, { path: chosen.path, deviceUuid: parseUuid(chosen.deviceUuid), devNumber: chosen.devNumber });
     await this.createRebuild({ slot: slot.index, path: chosen.path, deviceUuid: chosen.deviceUuid });
   }
@@ -393,12 +436,19 @@ export class Controller {
   }
 }
 
+/** The array's record, read through the channel; ENOENT with what to do when there is none. */
+async function requireArray(coord: Coordinator, name: string): Promise<ArrayRecord> {
+  const rec = await coord.thread.ops.arrayGet(name);
+  if (!rec) throw new NbdraidError('ENOENT', `array ${name}`, `no such array; list arrays with 'nbdraid list', create one with 'nbdraid create ${name} ...'`);
+  return rec;
+}
+
 /** Whether parity may lag data anywhere, and where (for messages). */
-function dirtyRegions(coord: Coordinator, name: string): { dirty: boolean; where: string } {
-  const { written, unsynced } = coord.arrays.superblockSnapshot(name);
+async function dirtyRegions(coord: Coordinator, name: string): Promise<{ dirty: boolean; where: string }> {
+  const ops = coord.thread.ops;
+  const [{ written, unsynced }, pending, bits] = await Promise.all([ops.superblockSnapshot(name), ops.pendingResync(name), ops.dirtyRegions(name)]);
   const dirty = unsynced > 0 || (written !== undefined && !(written.state as { clean?: boolean }).clean);
-  const store = coord.leaseStore(name);
-  const regions = [...new Set([...store.pendingResync().map((r) => r.region), ...store.list().filter((l) => l.dirty).map((l) => l.region)])].sort((a, b) => a - b);
+  const regions = [...new Set([...pending, ...bits])].sort((a, b) => a - b);
   const where = regions.length > 0 ? `regions ${regions.join(', ')} (32 MiB of volume data each)` : 'any region (the members were not shut down cleanly)';
   return { dirty, where };
 }
@@ -409,20 +459,21 @@ function dirtyRegions(coord: Coordinator, name: string): { dirty: boolean; where
  * trusted where those stripes miss their member: a block reconstructed from stale parity is wrong
  * data. Refused unless forced (the assembly refuses the same from the members' superblocks).
  */
-function refuseDirtyDegraded(coord: Coordinator, name: string, force: boolean): void {
-  const rec = coord.arrays.require(name);
+async function refuseDirtyDegraded(coord: Coordinator, rec: ArrayRecord, force: boolean): Promise<void> {
   const inSync = new Set(rec.members.filter((m) => m.state === 'active' && m.slot !== null).map((m) => m.slot));
   const missing = Array.from({ length: rec.raidDisks }, (_, s) => s).filter((s) => !inSync.has(s));
-  const { dirty, where } = dirtyRegions(coord, name);
-  if (missing.length === 0 || !dirty || force) return;
-  throw new NbdraidError('EIO', `serve ${name}`, `array is dirty (writes were in flight when it stopped) and degraded (slot ${missing.join(', ')} missing): blocks of the missing member in ${where} would be rebuilt from parity that may be stale, i.e. wrong data. Bring the missing member back so the parity is resynced first, or pass --force to serve it anyway`);
+  if (missing.length === 0 || force) return;
+  const { dirty, where } = await dirtyRegions(coord, rec.name);
+  if (!dirty) return;
+  throw new NbdraidError('EIO', `serve ${rec.name}`, `array is dirty (writes were in flight when it stopped) and degraded (slot ${missing.join(', ')} missing): blocks of the missing member in ${where} would be rebuilt from parity that may be stale, i.e. wrong data. Bring the missing member back so the parity is resynced first, or pass --force to serve it anyway`);
 }
 
 /** Forced to serve dirty and degraded: say where the data may be wrong. */
-function warnForced(coord: Coordinator, name: string, missing: number[], log: Log): void {
-  const { dirty, where } = dirtyRegions(coord, name);
-  if (missing.length === 0 || !dirty) return;
-  log({ event: 'array.forced', level: 'warn', message: `${name}: WARNING: serving dirty and degraded by --force: data in ${where} may be wrong where slot ${missing.join(', ')} is reconstructed`, fields: { missing } });
+async function warnForced(coord: Coordinator, rec: ArrayRecord, missing: number[], log: Log): Promise<void> {
+  if (missing.length === 0) return;
+  const { dirty, where } = await dirtyRegions(coord, rec.name);
+  if (!dirty) return;
+  log({ event: 'array.forced', level: 'warn', message: `${rec.name}: WARNING: serving dirty and degraded by --force: data in ${where} may be wrong where slot ${missing.join(', ')} is reconstructed`, fields: { missing } });
 }
 
 function superblockFailed(log: Log, message: string): void {

@@ -17,6 +17,7 @@ import { openMemberDevice } from '../raid/members.js';
 import { ArrayMetadata, type MdState, type MemberDisk, leavesMember, probeSuperblock, sameMdState } from '../raid/metadata.js';
 import { ROLE_FAULTY, ROLE_SPARE, parseUuid } from '../raid/superblock.js';
 import type { BlockDevice } from '../transport/block-device.js';
+import type { IoFence } from '../transport/io-fence.js';
 
 /**
  * Where the writer reads the record and notes what it wrote: the coordination thread for a
@@ -28,10 +29,27 @@ export interface SuperblockRecords {
 }
 export interface SuperblockSnapshot { rec: ArrayRecord; written: WrittenSuperblocks | undefined; unsynced: number }
 
+/**
+ * Excludes every other writer of the array's superblocks, on every host that may write them: a
+ * flock in the state directory on one host (SQLite), an advisory lock of the coordination
+ * database across hosts (PostgreSQL). Resolves with the release.
+ */
+export type SuperblockLock = (arrayName: string) => Promise<() => void | Promise<void>>;
+
+/** The one-host lock: a flock on a file of the state directory. */
+export function stateDirLock(stateDir: string): SuperblockLock {
+  return (name) => lockFile(path.join(stateDir, `superblocks-${encodeURIComponent(name)}.lock`));
+}
+
 export class SuperblockWriter {
   private chain: Promise<void> = Promise.resolve();
 
-  constructor(private readonly arrays: SuperblockRecords, private readonly stateDir: string, readonly arrayName: string) {}
+  private readonly lock: SuperblockLock;
+
+  /** `lock`: a state directory (its flock) or a lock of the coordination database; `fence`: the members' (io-fence.ts). */
+  constructor(private readonly arrays: SuperblockRecords, lock: string | SuperblockLock, readonly arrayName: string, private readonly opts: { fence?: IoFence } = {}) {
+    this.lock = typeof lock === 'string' ? stateDirLock(lock) : lock;
+  }
 
   /** Makes every live member's superblock show the record's current state; resolves once it does. */
   sync(): Promise<void> {
@@ -51,11 +69,11 @@ export class SuperblockWriter {
   }
 
   private async locked(): Promise<void> {
-    const unlock = await lockFile(path.join(this.stateDir, `superblocks-${encodeURIComponent(this.arrayName)}.lock`));
+    const unlock = await this.lock(this.arrayName);
     try {
       await this.writeIfChanged();
     } finally {
-      unlock();
+      await unlock();
     }
   }
 
@@ -69,7 +87,7 @@ export class SuperblockWriter {
     try {
       for (const d of live) {
         if (!d.path) throw new NbdraidError('EIO', `array ${rec.name}`, `member in slot ${d.role} has no path`);
-        const dev = await openMemberDevice(d.path);
+        const dev = await openMemberDevice(d.path, { fence: this.opts.fence });
         opened.push(dev);
         d.device = dev;
         d.dataSize = Math.floor((dev.size - rec.dataOffset) / 512);

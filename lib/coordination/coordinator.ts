@@ -1,24 +1,29 @@
 // One controller process's view of the coordination object: registration and liveness,
 // heartbeat and reaping of dead peers, partition work, completion actions and region leases,
-// all driven by one change source: the coordination thread's data_version poll. A controller's
-// I/O thread calls only `async`, `thread.ops` and the lease cache; the synchronous registries
-// here are for tools and tests on this thread's own connection.
+// all driven by one change source. On SQLite (the default) that is the coordination thread and
+// its data_version poll, liveness is a flock, and LocalCoordinator adds synchronous registries
+// for tools and tests on this thread's own connection. On PostgreSQL it is a pool and LISTEN,
+// and liveness is a heartbeat row bounded by T (life-bound.ts). A controller's I/O thread calls
+// only `async`, `thread.ops` and the lease cache, whichever the backend.
 import type { Database } from 'better-sqlite3';
 import { Coalesced } from '../coalesced.js';
 import { ArrayRegistry } from './arrays.js';
 import type { ChangeSource } from './change-watcher.js';
+import type { CoordinationChannel } from './channel.js';
 import type { ClaimPolicy } from './claim-policy.js';
 import { CompletionRunner, type CompletionAction } from './completion.js';
 import { ControllerRegistry, type ControllerRecord } from './controllers.js';
 import { openDatabase } from './db.js';
 import { DbThread } from './db-thread.js';
 import { EventLog } from './events.js';
+import { LifeBound, type LifeState } from './life-bound.js';
 import { LeaseCache, type LeaseCacheOptions } from './lease-cache.js';
 import type { LeaseOps } from './lease-ops.js';
 import { LeaseStore } from './leases.js';
 import { PartitionWork, type ClaimFilter, type Claimed, type PartitionRef } from './partitions.js';
 import { TERMINAL_TASK_STATES, type PartitionState, type TaskRecord, type TaskState } from './records.js';
 import { TaskStore, type NewTask } from './tasks.js';
+import type { CoordinationTarget } from './target.js';
 
 export interface CoordinatorOptions {
   /** Where clients reach this controller (shown by `nbdraid controllers`). */
@@ -30,6 +35,21 @@ export interface CoordinatorOptions {
   /** Events kept when pruning the journal. */
   eventsKeep?: number;
   onError?: (err: Error) => void;
+  /**
+   * Told when this controller's life on the database changes (PostgreSQL only: on SQLite the
+   * flock is its life and a live process cannot lose it).
+   */
+  onLife?: (state: LifeState, why: string) => void;
+}
+
+/** What a backend gives a Coordinator: its registered self, its channel, and how it ends. */
+interface Backing {
+  id: number;
+  channel: CoordinationChannel;
+  /** PostgreSQL's T: heartbeats then bound this controller's life (absent on SQLite). */
+  deadAfterMs?: number;
+  /** Records this controller stopped (its work goes back at once) and lets the database go. */
+  end(): Promise<void>;
 }
 
 /**
@@ -51,21 +71,18 @@ export interface AsyncWork {
 }
 
 export class Coordinator {
-  readonly controllers: ControllerRegistry;
-  readonly arrays: ArrayRegistry;
-  readonly tasks: TaskStore;
-  readonly work: PartitionWork;
   readonly completions: CompletionRunner;
-  readonly events: EventLog;
   readonly watcher: ChangeSource;
-  readonly self: ControllerRecord;
   private readonly caches = new Map<string, LeaseCache>();
   private readonly timer: NodeJS.Timeout;
   private readonly stopWatching: () => void;
   private readonly onError: (err: Error) => void;
-  /** Writes that may wait for the database (heartbeat, reaping, lease changes) run here. */
-  readonly thread: DbThread;
+  /** Every call a serving controller makes (the SQLite thread, or the PostgreSQL pool). */
+  readonly thread: CoordinationChannel;
   readonly async: AsyncWork;
+  /** This controller's life where the database cannot see its process (PostgreSQL). */
+  readonly life: LifeBound | undefined;
+  readonly id: number;
   private beats = 0;
   private housekeepingBusy = false;
   private readonly completionRuns = new Coalesced(
@@ -73,32 +90,207 @@ export class Coordinator {
     () => !this.closed,
   );
   private closed = false;
+  private readonly end: () => Promise<void>;
 
-  private constructor(readonly db: Database, readonly stateDir: string, private readonly opts: CoordinatorOptions) {
+  protected constructor(backing: Backing, protected readonly opts: CoordinatorOptions) {
     this.onError = opts.onError ?? ((err) => process.stderr.write(`nbdraid coordination: ${err.message}\n`));
-    this.controllers = new ControllerRegistry(db, stateDir);
-    this.self = this.controllers.register({ address: opts.address });
-    this.thread = new DbThread(stateDir, this.self.id, { watchMs: opts.tickMs ?? 10 });
+    this.id = backing.id;
+    this.thread = backing.channel;
+    this.end = backing.end;
     this.async = this.asyncWork();
-    const who = { controller: this.self.id };
-    this.arrays = new ArrayRegistry(db, who);
-    this.tasks = new TaskStore(db, who);
-    this.work = new PartitionWork(db, this.self.id);
     const ops = this.thread.ops;
     this.completions = new CompletionRunner({ ready: () => ops.completionsReady(), begin: (t) => ops.completionBegin(t), finish: (t, r, f) => ops.completionFinish(t, r, f) });
-    this.events = new EventLog(db);
     this.watcher = this.thread.changes;
     this.stopWatching = this.watcher.subscribe(() => this.checkCompletions());
+    if (backing.deadAfterMs !== undefined) {
+      this.life = new LifeBound({ deadAfterMs: backing.deadAfterMs, onChange: (state, why) => this.opts.onLife?.(state, why) });
+    }
     this.timer = setInterval(() => void this.housekeeping(), opts.reapMs ?? 250);
   }
 
-  /** Opens the state directory's database and registers this process as a live controller. */
-  static open(stateDir: string, opts: CoordinatorOptions = {}): Coordinator {
-    return new Coordinator(openDatabase(stateDir), stateDir, opts);
+  /** Opens the state directory's SQLite database and registers this process as a live controller. */
+  static open(stateDir: string, opts: CoordinatorOptions = {}): LocalCoordinator {
+    return new LocalCoordinator(openDatabase(stateDir), stateDir, opts);
   }
 
-  get id(): number {
-    return this.self.id;
+  /**
+   * Registers this process as a live controller on `target`: the state directory's SQLite
+   * database, or PostgreSQL (a heartbeat row whose life is bounded by T).
+   */
+  static async connect(target: CoordinationTarget, opts: CoordinatorOptions = {}): Promise<Coordinator> {
+    if (target.kind === 'sqlite') return Coordinator.open(target.stateDir, opts);
+    const { PgBackend } = await import('./pg/backend.js');
+    const T = target.deadAfterMs;
+    const backend = await PgBackend.open(target.uri, { deadAfterMs: T, poolSize: 6, timeoutMs: Math.ceil(T / 2) });
+    try {
+      const self = await backend.register(opts.address ?? null);
+      const channel = await backend.channel(self.id);
+      return new Coordinator({
+        id: self.id, channel, deadAfterMs: T,
+        end: async () => {
+          await channel.close();
+          await backend.stop(self.id).catch(() => undefined); // reaped already, or the server is away: T ends it
+          await backend.close();
+        },
+      }, opts);
+    } catch (err) {
+      await backend.close();
+      throw err;
+    }
+  }
+
+  onCompletion(kind: string, action: CompletionAction): void {
+    this.completions.on(kind, action);
+  }
+
+  /** The lease cache of one array (one per array and process). */
+  leases(arrayName: string, opts?: LeaseCacheOptions): LeaseCache {
+    let cache = this.caches.get(arrayName);
+    if (!cache) {
+      const ops = this.thread.ops;
+      const leaseOps: LeaseOps = {
+        take: (region) => ops.leaseTake(arrayName, region),
+        giveBack: (region) => ops.leaseGiveBack(arrayName, region),
+        poll: (waiting, probe) => ops.leasePoll(arrayName, waiting, probe),
+        closeAll: (clean) => ops.leaseCloseAll(arrayName, clean),
+        markDirty: (regions) => ops.markDirty(arrayName, regions),
+        markClean: (regions) => ops.markClean(arrayName, regions),
+      };
+      cache = new LeaseCache(leaseOps, arrayName, this.watcher, opts);
+      this.caches.set(arrayName, cache);
+    }
+    return cache;
+  }
+
+  /** Resolves at the next change made by another process (or ours), or after `timeoutMs`. */
+  waitForChange(timeoutMs = 1000): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(t);
+        stop();
+        resolve();
+      };
+      const stop = this.watcher.subscribe(done);
+      const t = setTimeout(done, timeoutMs);
+    });
+  }
+
+  /** Ends this controller cleanly: leases given back, partitions returned READY, lock dropped. */
+  close(): Promise<void> {
+    if (this.closed) return this.thread.close();
+    this.closed = true;
+    clearInterval(this.timer);
+    this.life?.stop();
+    this.stopWatching();
+    this.watcher.close();
+    // The leases go back (a wanted one to its waiter, with its bit) before this controller is
+    // recorded as stopped: stopping frees whatever it still holds and queues the dirty ones for
+    // resync, which a clean hand-over needs not.
+    // The channel answers every call already made before it closes; only then is this controller
+    // recorded stopped. A call answered after the stop (a task created, a peer reaped) would act
+    // for a controller that no longer lives, and its tasks would have no live initiator.
+    if (this.caches.size === 0 || this.life?.state === 'lost') return this.end(); // nothing to give back, or no longer ours
+    return Promise.allSettled([...this.caches.values()].map((c) => c.close())).then(() => this.end());
+  }
+
+  /** A claim under a kind's own policy, answered here (LocalCoordinator); undefined: the channel's default claim. */
+  protected policyClaim(_filter: ClaimFilter): { claimed: Claimed | undefined } | undefined {
+    return undefined;
+  }
+
+  private asyncWork(): AsyncWork {
+    const ops = this.thread.ops;
+    return {
+      claim: (filter = {}) => {
+        const local = this.policyClaim(filter);
+        return local ? Promise.resolve(local.claimed) : ops.claim(filter);
+      },
+      checkpoint: (ref, cp, bytes = 0) => ops.checkpoint(ref, cp, bytes),
+      complete: async (ref, bytes = 0) => {
+        const last = await ops.complete(ref, bytes);
+        if (last) this.checkCompletions();
+        return last;
+      },
+      fail: (ref, reason) => ops.fail(ref, reason),
+      release: (ref) => ops.release(ref),
+      clearResync: (arrayName, regions) => ops.clearResync(arrayName, regions),
+      createTask: async (t) => {
+        const task = await ops.createTask({ ...t, initiator: this.id });
+        this.watcher.notify();
+        return task;
+      },
+      createTaskUnlessActive: async (t) => {
+        const task = await ops.createTaskUnlessActive({ ...t, initiator: this.id });
+        if (task) this.watcher.notify();
+        return task;
+      },
+    };
+  }
+
+  /** One check at a time; changes seen during one ask for exactly one more. */
+  protected checkCompletions(): void {
+    if (!this.closed) void this.completionRuns.run();
+  }
+
+  /**
+   * Heartbeat, reaping of dead peers and journal pruning, through the channel: a busy database
+   * delays them, never the I/O this thread serves. On PostgreSQL a late heartbeat is the life
+   * bound's business (life-bound.ts); on SQLite the flock is the life and a late beat is nothing.
+   */
+  private async housekeeping(): Promise<void> {
+    if (this.housekeepingBusy || this.closed || this.life?.state === 'lost') return;
+    this.housekeepingBusy = true;
+    try {
+      const ops = this.thread.ops;
+      const sent = this.life?.sending();
+      try {
+        await ops.heartbeat(this.id);
+      } catch (err) {
+        if ((err as { code?: string }).code === 'ESTALE') this.life?.reaped((err as Error).message);
+        throw err;
+      }
+      if (sent !== undefined) this.life?.renewed(sent);
+      if ((await ops.reapDead(this.id)).length > 0) this.checkCompletions();
+      if (++this.beats % 200 === 0) await ops.pruneEvents(this.opts.eventsKeep ?? 100_000);
+    } catch (err) {
+      if (!this.closed && this.life?.state !== 'overdue') this.onError(err as Error);
+    } finally {
+      this.housekeepingBusy = false;
+    }
+  }
+}
+
+/**
+ * A controller on the state directory's SQLite database, with synchronous registries on this
+ * thread's own connection for tools and tests (a serving controller does not use them).
+ */
+export class LocalCoordinator extends Coordinator {
+  readonly controllers: ControllerRegistry;
+  readonly arrays: ArrayRegistry;
+  readonly tasks: TaskStore;
+  readonly work: PartitionWork;
+  readonly events: EventLog;
+  readonly self: ControllerRecord;
+
+  constructor(readonly db: Database, readonly stateDir: string, opts: CoordinatorOptions) {
+    const controllers = new ControllerRegistry(db, stateDir);
+    const self = controllers.register({ address: opts.address });
+    const thread = new DbThread(stateDir, self.id, { watchMs: opts.tickMs ?? 10 });
+    super({
+      id: self.id, channel: thread,
+      end: async () => {
+        await thread.close();
+        controllers.stop(self.id);
+        db.close();
+      },
+    }, opts);
+    this.controllers = controllers;
+    this.self = self;
+    const who = { controller: self.id };
+    this.arrays = new ArrayRegistry(db, who);
+    this.tasks = new TaskStore(db, who);
+    this.work = new PartitionWork(db, self.id);
+    this.events = new EventLog(db);
   }
 
   /** Creates a task initiated by this controller; its completion action runs here. */
@@ -106,10 +298,6 @@ export class Coordinator {
     const task = this.tasks.create({ ...t, initiator: this.id });
     this.watcher.notify();
     return task;
-  }
-
-  onCompletion(kind: string, action: CompletionAction): void {
-    this.completions.on(kind, action);
   }
 
   setPolicy(kind: string, policy: ClaimPolicy): void {
@@ -138,41 +326,9 @@ export class Coordinator {
     this.work.release(ref);
   }
 
-  /** The lease cache of one array (one per array and process). */
-  leases(arrayName: string, opts?: LeaseCacheOptions): LeaseCache {
-    let cache = this.caches.get(arrayName);
-    if (!cache) {
-      const ops = this.thread.ops;
-      const leaseOps: LeaseOps = {
-        take: (region) => ops.leaseTake(arrayName, region),
-        giveBack: (region) => ops.leaseGiveBack(arrayName, region),
-        poll: (waiting, probe) => ops.leasePoll(arrayName, waiting, probe),
-        closeAll: (clean) => ops.leaseCloseAll(arrayName, clean),
-        markDirty: (regions) => ops.markDirty(arrayName, regions),
-        markClean: (regions) => ops.markClean(arrayName, regions),
-      };
-      cache = new LeaseCache(leaseOps, arrayName, this.watcher, opts);
-      this.caches.set(arrayName, cache);
-    }
-    return cache;
-  }
-
   /** Read and resync access to an array's leases (not the I/O path). */
   leaseStore(arrayName: string): LeaseStore {
     return new LeaseStore(this.db, this.id, arrayName);
-  }
-
-  /** Resolves at the next change made by another process (or ours), or after `timeoutMs`. */
-  waitForChange(timeoutMs = 1000): Promise<void> {
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(t);
-        stop();
-        resolve();
-      };
-      const stop = this.watcher.subscribe(done);
-      const t = setTimeout(done, timeoutMs);
-    });
   }
 
   /** Resolves with the task once it is DONE, FAILED or CANCELLED. */
@@ -184,75 +340,7 @@ export class Coordinator {
     }
   }
 
-  /** Ends this controller cleanly: leases given back, partitions returned READY, lock dropped. */
-  close(): Promise<void> {
-    if (this.closed) return this.thread.close();
-    this.closed = true;
-    clearInterval(this.timer);
-    this.stopWatching();
-    this.watcher.close();
-    // The leases go back (a wanted one to its waiter, with its bit) before this controller is
-    // recorded as stopped: stopping frees whatever it still holds and queues the dirty ones for
-    // resync, which a clean hand-over needs not.
-    // The thread answers every call already made before it closes; only then is this controller
-    // recorded stopped. A call answered after the stop (a task created, a peer reaped) would act
-    // for a controller that no longer lives, and its tasks would have no live initiator.
-    const end = async (): Promise<void> => {
-      await this.thread.close();
-      this.controllers.stop(this.id);
-      this.db.close();
-    };
-    if (this.caches.size === 0) return end(); // nothing to give back: stopped at once
-    return Promise.allSettled([...this.caches.values()].map((c) => c.close())).then(end);
-  }
-
-  private asyncWork(): AsyncWork {
-    const ops = this.thread.ops;
-    return {
-      claim: (filter = {}) => (this.work.hasPolicies() ? Promise.resolve(this.work.claim(filter)) : ops.claim(filter)),
-      checkpoint: (ref, cp, bytes = 0) => ops.checkpoint(ref, cp, bytes),
-      complete: async (ref, bytes = 0) => {
-        const last = await ops.complete(ref, bytes);
-        if (last) this.checkCompletions();
-        return last;
-      },
-      fail: (ref, reason) => ops.fail(ref, reason),
-      release: (ref) => ops.release(ref),
-      clearResync: (arrayName, regions) => ops.clearResync(arrayName, regions),
-      createTask: async (t) => {
-        const task = await ops.createTask({ ...t, initiator: this.id });
-        this.watcher.notify();
-        return task;
-      },
-      createTaskUnlessActive: async (t) => {
-        const task = await ops.createTaskUnlessActive({ ...t, initiator: this.id });
-        if (task) this.watcher.notify();
-        return task;
-      },
-    };
-  }
-
-  /** One check at a time; changes seen during one ask for exactly one more. */
-  private checkCompletions(): void {
-    if (!this.closed) void this.completionRuns.run();
-  }
-
-  /**
-   * Heartbeat, reaping of dead peers and journal pruning, on the coordination thread: a busy
-   * database delays them (a late heartbeat is not death), never the I/O this thread serves.
-   */
-  private async housekeeping(): Promise<void> {
-    if (this.housekeepingBusy || this.closed) return;
-    this.housekeepingBusy = true;
-    try {
-      const ops = this.thread.ops;
-      await ops.heartbeat(this.id);
-      if ((await ops.reapDead(this.id)).length > 0) this.checkCompletions();
-      if (++this.beats % 200 === 0) await ops.pruneEvents(this.opts.eventsKeep ?? 100_000);
-    } catch (err) {
-      if (!this.closed) this.onError(err as Error);
-    } finally {
-      this.housekeepingBusy = false;
-    }
+  protected override policyClaim(filter: ClaimFilter): { claimed: Claimed | undefined } | undefined {
+    return this.work.hasPolicies() ? { claimed: this.work.claim(filter) } : undefined;
   }
 }

@@ -41,6 +41,8 @@ export interface RecordOps {
   changeMember(array: string, change: RecordedChange): void;
   assignSpare(array: string, slot: number): AssignedSpare | undefined;
   pendingResync(array: string): number[];
+  /** Regions whose write-intent bit is set, held or not. */
+  dirtyRegions(array: string): number[];
   /** Live controllers (row live and lock held). */
   liveControllers(): number;
   // Tasks: creation, listing, and the transitions around completion actions.
@@ -103,6 +105,7 @@ export function dbOps(db: Database, stateDir: string, controller: number): DbOps
     changeMember: (array, change) => registry.changeMember(array, change),
     assignSpare: (array, slot) => registry.assignSpare(array, slot),
     pendingResync: (array) => of(array).store.pendingResync().map((r) => r.region),
+    dirtyRegions: (array) => of(array).store.list().filter((l) => l.dirty).map((l) => l.region),
     liveControllers: () => controllers.list().filter((c) => c.state === 'live' && controllers.isAlive(c.id)).length,
     createTask: (task) => tasks.create(task),
     createTaskUnlessActive: (task) => tasks.createUnlessActive(task),

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import fsExt from 'fs-ext';
 import { NbdraidError, asNbdraidError } from '../errors.js';
 import type { BlockDevice } from '../transport/block-device.js';
+import type { IoFence } from '../transport/io-fence.js';
 import {
   DEFAULT_REMOTE_TIMEOUT_MS, canonicalLocation, isRemoteLocation, locationExists, openLocation,
 } from '../transport/device-location.js';
@@ -43,13 +44,16 @@ export function memberExists(p: string): boolean {
 }
 
 /** The member's data as a BlockDevice, without any lock (superblock reads and writes, probes). */
-export async function openMemberDevice(p: string, opts: { readOnly?: boolean } = {}): Promise<BlockDevice> {
-  return openLocation(p, { readOnly: opts.readOnly, timeoutMs: remoteTimeoutMs });
+export async function openMemberDevice(p: string, opts: { readOnly?: boolean; fence?: IoFence } = {}): Promise<BlockDevice> {
+  const device = await openLocation(p, { readOnly: opts.readOnly, timeoutMs: remoteTimeoutMs });
+  return opts.fence ? opts.fence.wrap(device) : device;
 }
 
 export interface OpenMemberOptions {
   readOnly?: boolean;
   lock?: LockMode;
+  /** Every data request passes this fence first (a controller's members: lib/transport/io-fence.ts). */
+  fence?: IoFence;
 }
 
 /** Opens a member and takes its flock (default exclusive); EBUSY when another process holds it. */
@@ -62,7 +66,7 @@ export async function openMember(path: string, opts: OpenMemberOptions = {}): Pr
   const lockFd = lock === 'none' ? -1 : takeLock(path, lock);
   let device: BlockDevice;
   try {
-    device = await openLocation(path, { readOnly: opts.readOnly, timeoutMs: remoteTimeoutMs });
+    device = await openMemberDevice(path, opts);
   } catch (err) {
     if (lockFd >= 0) fs.closeSync(lockFd);
     throw err;

@@ -1,6 +1,7 @@
 // Opening an array from member paths: lock and open whatever members can be opened, assemble,
 // and (for serving) wrap them in a RaidVolume that releases the members when closed.
 import { NbdraidError } from '../errors.js';
+import type { IoFence } from '../transport/io-fence.js';
 import { type AssembleResult, assembleArray } from './assemble.js';
 import { type LockMode, type MemberHandle, closeMembers, openMember } from './members.js';
 import { RaidVolume, type RaidVolumeOptions } from './volume.js';
@@ -9,6 +10,8 @@ export interface OpenArrayOptions {
   name?: string;
   force?: boolean;
   lock?: LockMode;
+  /** Every member request passes this fence (members.ts). */
+  fence?: IoFence;
 }
 
 export interface OpenedArray extends AssembleResult {
@@ -28,7 +31,7 @@ export async function openArray(paths: string[], opts: OpenArrayOptions = {}): P
   try {
     for (const p of paths) {
       try {
-        handles.push(await openMember(p, { lock: opts.lock ?? 'exclusive' }));
+        handles.push(await openMember(p, { lock: opts.lock ?? 'exclusive', fence: opts.fence }));
       } catch (err) {
         if (err instanceof NbdraidError && err.code === 'EBUSY') throw err;
         unopened.push({ path: p, reason: (err as Error).message });

@@ -3,7 +3,7 @@
 //   handover STATE N  - takes region 0 from the other process N times; prints "handover <ms,...>"
 //   pg-claims URI, pg-handover URI N - the same on PostgreSQL (_coordination-pg.ts)
 import { createInterface } from 'node:readline';
-import { Coordinator } from '../../lib/coordination/coordinator.js';
+import { Coordinator, type LocalCoordinator } from '../../lib/coordination/coordinator.js';
 import { pgClaims, pgHandover } from './_coordination-pg.js';
 
 const [mode, where, arg] = process.argv.slice(2);
@@ -16,7 +16,7 @@ function gate(): Promise<void> {
   return new Promise((resolve) => { createInterface({ input: process.stdin }).once('line', () => resolve()); });
 }
 
-function claims(coord: Coordinator): string {
+function claims(coord: LocalCoordinator): string {
   const t0 = performance.now();
   let n = 0;
   for (;;) {
@@ -28,7 +28,7 @@ function claims(coord: Coordinator): string {
   return `claims ${n} ${(performance.now() - t0).toFixed(1)}`;
 }
 
-async function handover(coord: Coordinator, samples: number): Promise<string> {
+async function handover(coord: LocalCoordinator, samples: number): Promise<string> {
   const leases = coord.leases('bench');
   const out: number[] = [];
   const deadline = Date.now() + 60_000;

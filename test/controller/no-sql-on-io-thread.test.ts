@@ -11,6 +11,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import t from 'tap';
 import { Controller } from '../../lib/controller/controller.js';
+import type { LocalCoordinator } from '../../lib/coordination/coordinator.js';
 import { NbdClient } from '../../lib/transport/client.js';
 import { safeTeardown } from '../../harness/cleanup.js';
 import { createArray } from '../../harness/raid-array.js';
@@ -92,7 +93,7 @@ t.test('a serving controller runs no SQL on the thread that serves NBD', async (
   // The counter does see this thread's statements: one read of the main connection, counted.
   counting.seen.clear();
   counting.on = true;
-  ctl.coord.arrays.get('ns');
+  (ctl.coord as LocalCoordinator).arrays.get('ns');
   counting.on = false;
   t.ok(counting.seen.size > 0, 'a statement of this thread is counted (the counter works)');
   t.same(seen, [], 'no statement ran on the I/O thread while serving');

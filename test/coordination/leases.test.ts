@@ -4,7 +4,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Coordinator } from '../../lib/coordination/coordinator.js';
+import { Coordinator, type LocalCoordinator } from '../../lib/coordination/coordinator.js';
 import { LeaseCache } from '../../lib/coordination/lease-cache.js';
 import { LeaseStore } from '../../lib/coordination/leases.js';
 import { leaseOpsOver, leaseSteps } from '../../lib/coordination/lease-ops.js';
@@ -36,10 +36,10 @@ function manualClock(t: { teardown(fn: () => void): void }) {
 }
 
 /** The row of `region` in `c`'s lease table of md0. */
-const leaseRow = (c: Coordinator, region: number) => c.leaseStore('md0').list().find((l) => l.region === region);
+const leaseRow = (c: LocalCoordinator, region: number) => c.leaseStore('md0').list().find((l) => l.region === region);
 
 /** A cache whose lease statements run here, over a store whose SQL calls are counted. */
-function countedCache(c: Coordinator, opts = {}) {
+function countedCache(c: LocalCoordinator, opts = {}) {
   const store = new LeaseStore(c.db, c.id, 'md0');
   const calls = { n: 0 };
   for (const m of ['tryAcquire', 'markDirty', 'markClean', 'yield', 'wanted', 'held', 'unwantAll'] as const) {

@@ -8,6 +8,7 @@ import type { TaskRecord } from '../records.js';
 import type { NewTask } from '../tasks.js';
 import { createArray } from './arrays.js';
 import { endController, registerController, type PgController } from './controllers.js';
+import { PgChannel } from './channel.js';
 import { openPg } from './open.js';
 import { pgOps } from './ops.js';
 import { createTask } from './tasks.js';
@@ -18,13 +19,15 @@ export interface PgBackendOptions {
   deadAfterMs: number;
   /** Connections in the pool. */
   poolSize?: number;
+  /** Bound on a connection attempt and on each query, client side (ms; 0: none). */
+  timeoutMs?: number;
 }
 
 export class PgBackend {
-  private constructor(readonly pool: pg.Pool, readonly deadAfterMs: number) {}
+  private constructor(readonly pool: pg.Pool, readonly uri: string, readonly deadAfterMs: number) {}
 
   static async open(uri: string, opts: PgBackendOptions): Promise<PgBackend> {
-    return new PgBackend(await openPg(uri, { max: opts.poolSize }), opts.deadAfterMs);
+    return new PgBackend(await openPg(uri, { max: opts.poolSize, timeoutMs: opts.timeoutMs }), uri, opts.deadAfterMs);
   }
 
   /** A new live controller row (heartbeat now, a fresh epoch). */
@@ -49,6 +52,11 @@ export class PgBackend {
   /** Controller `id`'s operations. */
   ops(id: number): AsyncDbOps {
     return pgOps(this.pool, id, this.deadAfterMs);
+  }
+
+  /** Controller `id`'s channel: its operations, change notices and the superblock lock. */
+  channel(id: number): Promise<PgChannel> {
+    return PgChannel.open(this.pool, this.uri, id, this.deadAfterMs);
   }
 
   close(): Promise<void> {

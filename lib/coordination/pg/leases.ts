@@ -99,3 +99,9 @@ export async function pendingResync(c: Tx, array: string): Promise<number[]> {
     UNION SELECT region FROM region_leases WHERE array_name = $1 AND holder IS NULL AND dirty ORDER BY region`, [array]);
   return rows.map((r) => r.region);
 }
+
+/** Regions whose write-intent bit is set, held or not (a dirty start's message names them). */
+export async function dirtyRegions(c: Tx, array: string): Promise<number[]> {
+  const { rows } = await c.query<{ region: number }>('SELECT region FROM region_leases WHERE array_name = $1 AND dirty ORDER BY region', [array]);
+  return rows.map((r) => r.region);
+}

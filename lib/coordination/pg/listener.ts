@@ -22,10 +22,17 @@ export class PgChangeListener {
     client.on('end', lost);
   }
 
-  static async open(uri: string): Promise<PgChangeListener> {
-    const client = new pg.Client({ connectionString: uri });
-    await client.connect();
-    await client.query(`LISTEN ${CHANGE_CHANNEL}`);
+  /** `timeoutMs`: give up connecting after this long (a host cut off never answers). */
+  static async open(uri: string, timeoutMs = 0): Promise<PgChangeListener> {
+    const client = new pg.Client({ connectionString: uri, connectionTimeoutMillis: timeoutMs, keepAlive: true });
+    client.on('error', () => undefined); // until the listener's own handler is on
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANGE_CHANNEL}`);
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw err;
+    }
     return new PgChangeListener(client);
   }
 

@@ -2,6 +2,7 @@
 // migrated once (under an advisory lock, so controllers starting together do not race).
 import pg from 'pg';
 import { NbdraidError } from '../../errors.js';
+import { redactUri } from '../target.js';
 import { pgMigrations } from './schema.js';
 
 /** Key of the advisory lock held while migrating (any constant shared by all controllers). */
@@ -18,17 +19,22 @@ export function isPostgresUri(uri: string): boolean {
   return /^postgres(ql)?:\/\//.test(uri);
 }
 
-/** A pool on `uri` whose database carries the current schema. */
-export async function openPg(uri: string, opts: { max?: number } = {}): Promise<pg.Pool> {
-  if (!isPostgresUri(uri)) throw new NbdraidError('EINVAL', 'coordination', `'${uri}' is not a postgres:// or postgresql:// URI`);
-  const pool = new pg.Pool({ connectionString: uri, max: opts.max ?? 4, types });
+/**
+ * A pool on `uri` whose database carries the current schema. `timeoutMs` bounds a connection
+ * attempt and each query on the client side: a server cut off by the network answers nothing,
+ * and a caller must hear of it within its liveness bound, not after TCP gives up.
+ */
+export async function openPg(uri: string, opts: { max?: number; timeoutMs?: number } = {}): Promise<pg.Pool> {
+  if (!isPostgresUri(uri)) throw new NbdraidError('EINVAL', 'coordination', `'${redactUri(uri)}' is not a postgres:// or postgresql:// URI`);
+  const t = opts.timeoutMs ?? 0;
+  const pool = new pg.Pool({ connectionString: uri, max: opts.max ?? 4, types, connectionTimeoutMillis: t, query_timeout: t || undefined, keepAlive: true });
   // An idle client's error (server restart) must not end the process; the next query reports it.
   pool.on('error', () => undefined);
   try {
     await migrate(pool);
   } catch (err) {
     await pool.end();
-    throw new NbdraidError('EIO', 'coordination', `cannot prepare PostgreSQL at ${uri}: ${(err as Error).message}`, { cause: err });
+    throw new NbdraidError('EIO', 'coordination', `cannot prepare PostgreSQL at ${redactUri(uri)}: ${(err as Error).message}`, { cause: err });
   }
   return pool;
 }

@@ -8,7 +8,7 @@ import * as arrays from './arrays.js';
 import * as completion from './completion.js';
 import { liveCount } from './controllers.js';
 import { listEvents } from './events.js';
-import { pendingResync } from './leases.js';
+import { dirtyRegions, pendingResync } from './leases.js';
 import * as tasks from './tasks.js';
 import { inTx, type Tx } from './tx.js';
 
@@ -28,6 +28,7 @@ export function pgRecordOps(pool: pg.Pool, me: number, deadAfterMs: number): Asy
     changeMember: async (array, change) => { await write((c) => arrays.changeMember(c, array, change, who), (changed) => changed); },
     assignSpare: (array, slot) => write((c) => arrays.assignSpare(c, array, slot, who), (out) => out !== undefined),
     pendingResync: (array) => read((c) => pendingResync(c, array)),
+    dirtyRegions: (array) => read((c) => dirtyRegions(c, array)),
     liveControllers: () => read((c) => liveCount(c, deadAfterMs)),
     createTask: (task) => write((c) => tasks.createTask(c, task, who)),
     createTaskUnlessActive: (task) => write((c) => tasks.createTaskUnlessActive(c, task, who), (out) => out !== undefined),
