@@ -29,6 +29,8 @@ export interface Postgres {
   psql(sql: string, database?: string): Promise<ToolResult>;
   /** pg_ctl stop -m fast (idempotent; also run at teardown). */
   stop(): Promise<void>;
+  /** Stops the server (fast: sessions are cut), waits `downMs`, and starts it again on the same port and socket. */
+  restart(downMs?: number): Promise<void>;
 }
 
 /** The newest installed server's bin directory, or null when none is installed. */
@@ -75,6 +77,12 @@ export async function startPostgres(t: Hooks, opts: { listen?: string } = {}): P
       running.delete(stopNow);
       await run('pg_ctl', ['stop', '-D', data, '-m', 'fast', '-w', '-t', String(START_TIMEOUT_S)]);
     },
+    async restart(downMs = 0) {
+      if (state !== 'running') throw new Error('PostgreSQL is not running');
+      await run('pg_ctl', ['stop', '-D', data, '-m', 'fast', '-w', '-t', String(START_TIMEOUT_S)]);
+      await new Promise((r) => setTimeout(r, downMs));
+      await start();
+    },
   };
   safeTeardown(t, `stop PostgreSQL in ${root}`, async () => {
     await pg.stop();
@@ -88,12 +96,15 @@ export async function startPostgres(t: Hooks, opts: { listen?: string } = {}): P
   }
   running.add(stopNow);
   state = 'running';
-  const started = await run('pg_ctl', ['start', '-D', data, '-l', path.join(root, 'server.log'), '-w', '-t', String(START_TIMEOUT_S), '-o', serverOpts])
-    .catch((err: Error) => err);
-  if (started instanceof Error) {
-    const log = fs.existsSync(path.join(root, 'server.log')) ? fs.readFileSync(path.join(root, 'server.log'), 'utf8') : '';
-    throw new Error(`${started.message}\n--- server.log ---\n${log.slice(-4000)}`);
+  async function start(): Promise<void> {
+    const started = await run('pg_ctl', ['start', '-D', data, '-l', path.join(root, 'server.log'), '-w', '-t', String(START_TIMEOUT_S), '-o', serverOpts])
+      .catch((err: Error) => err);
+    if (started instanceof Error) {
+      const log = fs.existsSync(path.join(root, 'server.log')) ? fs.readFileSync(path.join(root, 'server.log'), 'utf8') : '';
+      throw new Error(`${started.message}\n--- server.log ---\n${log.slice(-4000)}`);
+    }
   }
+  await start();
   return pg;
 }
 

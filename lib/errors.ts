@@ -4,7 +4,7 @@
 
 export const ERROR_CODES = [
   'EIO', 'EINVAL', 'ENOSPC', 'EPERM', 'ENOTSUP', 'EOVERFLOW', 'ESHUTDOWN', 'ENOMEM',
-  'ENOENT', 'EEXIST', 'EBUSY', 'ESTALE', 'EPROTO', 'ECANCELED', 'ETIMEDOUT',
+  'ENOENT', 'EEXIST', 'EBUSY', 'ESTALE', 'EPROTO', 'ECANCELED', 'ETIMEDOUT', 'EAGAIN',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -17,6 +17,7 @@ import { openDatabase } from './db.js';
 import { DbThread } from './db-thread.js';
 import { EventLog } from './events.js';
 import { LifeBound, type LifeState } from './life-bound.js';
+import { persist } from './persist.js';
 import { LeaseCache, type LeaseCacheOptions } from './lease-cache.js';
 import type { LeaseOps } from './lease-ops.js';
 import { LeaseStore } from './leases.js';
@@ -148,18 +149,26 @@ export class Coordinator {
     let cache = this.caches.get(arrayName);
     if (!cache) {
       const ops = this.thread.ops;
+      // A database that is away (restarting) is waited for while this controller may still live;
+      // its member I/O is fenced meanwhile anyway once T/2 passes (life-bound.ts).
+      const wait = <T>(call: () => Promise<T>) => persist(call, () => this.mayWait());
       const leaseOps: LeaseOps = {
-        take: (region) => ops.leaseTake(arrayName, region),
-        giveBack: (region) => ops.leaseGiveBack(arrayName, region),
+        take: (region) => wait(() => ops.leaseTake(arrayName, region)),
+        giveBack: (region) => wait(() => ops.leaseGiveBack(arrayName, region)),
         poll: (waiting, probe) => ops.leasePoll(arrayName, waiting, probe),
         closeAll: (clean) => ops.leaseCloseAll(arrayName, clean),
-        markDirty: (regions) => ops.markDirty(arrayName, regions),
-        markClean: (regions) => ops.markClean(arrayName, regions),
+        markDirty: (regions) => wait(() => ops.markDirty(arrayName, regions)),
+        markClean: (regions) => wait(() => ops.markClean(arrayName, regions)),
       };
       cache = new LeaseCache(leaseOps, arrayName, this.watcher, opts);
       this.caches.set(arrayName, cache);
     }
     return cache;
+  }
+
+  /** Whether a call that met a database away may be made again: not once closed or lost. */
+  mayWait(): boolean {
+    return !this.closed && this.life?.state !== 'lost';
   }
 
   /** Resolves at the next change made by another process (or ours), or after `timeoutMs`. */
@@ -205,15 +214,18 @@ export class Coordinator {
         const local = this.policyClaim(filter);
         return local ? Promise.resolve(local.claimed) : ops.claim(filter);
       },
-      checkpoint: (ref, cp, bytes = 0) => ops.checkpoint(ref, cp, bytes),
+      // The partition stays this controller's while the database is away: it is waited for, not
+      // failed (a partition failed for an outage would spend an attempt, or stay IN_PROGRESS
+      // under a live owner when even the failure cannot be recorded).
+      checkpoint: (ref, cp, bytes = 0) => this.waitFor(() => ops.checkpoint(ref, cp, bytes)),
       complete: async (ref, bytes = 0) => {
-        const last = await ops.complete(ref, bytes);
+        const last = await this.waitFor(() => ops.complete(ref, bytes));
         if (last) this.checkCompletions();
         return last;
       },
-      fail: (ref, reason) => ops.fail(ref, reason),
-      release: (ref) => ops.release(ref),
-      clearResync: (arrayName, regions) => ops.clearResync(arrayName, regions),
+      fail: (ref, reason) => this.waitFor(() => ops.fail(ref, reason)),
+      release: (ref) => this.waitFor(() => ops.release(ref)),
+      clearResync: (arrayName, regions) => this.waitFor(() => ops.clearResync(arrayName, regions)),
       createTask: async (t) => {
         const task = await ops.createTask({ ...t, initiator: this.id });
         this.watcher.notify();
@@ -225,6 +237,10 @@ export class Coordinator {
         return task;
       },
     };
+  }
+
+  private waitFor<T>(call: () => Promise<T>): Promise<T> {
+    return persist(call, () => this.mayWait());
   }
 
   /** One check at a time; changes seen during one ask for exactly one more. */

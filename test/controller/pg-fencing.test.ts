@@ -3,12 +3,9 @@
 // it meanwhile), and past T stops for good: nothing it had not acknowledged reaches a member, and
 // a controller started later serves every acknowledged write. The controller reaches a real
 // PostgreSQL only through a relay that the test cuts, as a network that drops its packets.
-import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { Controller } from '../../lib/controller/controller.js';
-import { ArrayRegistry } from '../../lib/coordination/arrays.js';
-import { openDatabase } from '../../lib/coordination/db.js';
 import { PgBackend } from '../../lib/coordination/pg/index.js';
 import type { CoordinationTarget } from '../../lib/coordination/target.js';
 import type { LogEntry } from '../../lib/log.js';
@@ -16,6 +13,7 @@ import { NbdClient } from '../../lib/transport/client.js';
 import { safeTeardown } from '../../harness/cleanup.js';
 import { createArray } from '../../harness/raid-array.js';
 import { blackholeProxy } from '../helpers/blackhole-proxy.js';
+import { moveToPostgres } from '../helpers/pg-array.js';
 import { waitUntil, withDeadline } from '../helpers/deadline.js';
 import { startPostgres } from '../helpers/postgres.js';
 import { seededBytes } from '../helpers/prng.js';
@@ -33,18 +31,9 @@ t.test('a controller cut off from PostgreSQL holds member I/O, resumes, and past
   // Members made and recorded by the CLI, the record then moved to PostgreSQL as it is.
   const dir = tempDir(t, 'nbdraid-fence-');
   const arr = await createArray({ dir, name: 'fz', members: 4, memberSize: '16M', chunk: '64K' });
-  const db = openDatabase(arr.state);
-  const reg = new ArrayRegistry(db);
-  const rec = reg.get('fz')!;
-  const written = reg.written('fz')!;
-  db.close();
-  fs.rmSync(path.join(arr.state, 'nbdraid.db'), { force: true });
   const backend = await PgBackend.open(direct, { deadAfterMs: T });
   t.teardown(() => backend.close());
-  await backend.createArray(rec);
-  const admin = await backend.register();
-  await backend.ops(admin.id).recordWritten('fz', written.events, written.state);
-  await backend.stop(admin.id);
+  await moveToPostgres(arr, backend);
 
   const target = (uri: string): CoordinationTarget => ({ kind: 'postgres', uri, deadAfterMs: T });
   const lines: LogEntry[] = [];

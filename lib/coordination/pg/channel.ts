@@ -8,6 +8,7 @@ import type { AsyncDbOps, DbOpObserver } from '../db-thread.js';
 import type { DbOpName } from '../db-thread-ops.js';
 import { PgChangeListener } from './listener.js';
 import { pgOps } from './ops.js';
+import { asUnavailable } from './unavailable.js';
 
 /** How often a lost LISTEN connection is tried again; each try also tells the subscribers (ms). */
 const RELISTEN_MS = 250;
@@ -73,6 +74,8 @@ export class PgChannel implements CoordinationChannel {
       const v = await p;
       ok = true;
       return v;
+    } catch (err) {
+      throw asUnavailable(err, this.uri);
     } finally {
       this.inFlight.delete(p);
       this.observer?.(op, (performance.now() - asked) / 1000, ok);

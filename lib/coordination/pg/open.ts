@@ -28,8 +28,11 @@ export async function openPg(uri: string, opts: { max?: number; timeoutMs?: numb
   if (!isPostgresUri(uri)) throw new NbdraidError('EINVAL', 'coordination', `'${redactUri(uri)}' is not a postgres:// or postgresql:// URI`);
   const t = opts.timeoutMs ?? 0;
   const pool = new pg.Pool({ connectionString: uri, max: opts.max ?? 4, types, connectionTimeoutMillis: t, query_timeout: t || undefined, keepAlive: true });
-  // An idle client's error (server restart) must not end the process; the next query reports it.
+  // A client's error (server restart, network cut) must not end the process, idle in the pool or
+  // checked out between two queries (a transaction, the superblock lock): the query in flight,
+  // or the next one, reports it.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => { client.on('error', () => undefined); });
   try {
     await migrate(pool);
   } catch (err) {
