@@ -139,6 +139,9 @@ export class Controller {
       log({ event: `controller.${state === 'live' ? 'renewed' : state === 'overdue' ? 'fenced' : 'lost'}`, level, message: `${opts.arrayName}: controller ${coord.id} ${state === 'live' ? 'renewed its heartbeat: member I/O resumes' : state === 'overdue' ? 'holds all member I/O' : 'stopped all member I/O for good'}: ${why}`, fields: { state, waiting: fence.waiting } });
       if (state === 'lost') late.ctl?.lost(why);
     };
+    // Judged again at every member request, not only by the life bound's timer: after a stop
+    // (SIGSTOP, a long pause) I/O callbacks may run before any timer does.
+    fence.beforePass = coord.life ? () => coord.life?.check() : undefined;
     context.controller = coord.id;
     let metrics: ControllerMetrics | null = null;
     try {

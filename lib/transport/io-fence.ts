@@ -16,6 +16,12 @@ export class IoFence {
   private waiters: (() => void)[] = [];
   /** Requests waiting at the fence now (for logs and tests). */
   waiting = 0;
+  /**
+   * Runs before each request is let through, so that whoever moves the fence may do so first: a
+   * process that was stopped for a while must not send one request on a stale view before its
+   * timers have run.
+   */
+  beforePass: (() => void) | undefined;
 
   get state(): FenceState {
     return this.current;
@@ -40,6 +46,7 @@ export class IoFence {
 
   /** Resolves when a request may go to the device (at once while open). */
   pass(): Promise<void> | undefined {
+    this.beforePass?.();
     if (this.current === 'open') return undefined;
     this.waiting++;
     return new Promise<void>((resolve) => {
