@@ -45,7 +45,11 @@ const running = new Set<() => void>();
 let exitHook = false;
 
 /** Starts a fresh cluster; `listen` adds a TCP address (e.g. a test network host's) besides the socket. */
-export async function startPostgres(t: Hooks, opts: { listen?: string } = {}): Promise<Postgres> {
+/**
+ * `listen`: a TCP address to listen on besides the socket; `runIn`: a command prefix the server
+ * starts under (`ip netns exec NS`: the server then lives in that network namespace).
+ */
+export async function startPostgres(t: Hooks, opts: { listen?: string; runIn?: string[] } = {}): Promise<Postgres> {
   const bin = postgresBin();
   if (!bin) throw new Error(`no PostgreSQL server under ${PG_ROOT}; install Debian's postgresql package`);
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nbdraid-pg-'));
@@ -53,11 +57,11 @@ export async function startPostgres(t: Hooks, opts: { listen?: string } = {}): P
   const asRoot = process.getuid?.() === 0;
   fs.chmodSync(root, 0o755); // clients of any user reach the socket
   if (asRoot) fs.chownSync(root, ...serverIds());
-  const run = (cmd: string, args: string[]): Promise<ToolResult> => {
+  const run = (cmd: string, args: string[], prefix: string[] = []): Promise<ToolResult> => {
     const full = path.join(bin, cmd);
-    return asRoot
-      ? runTool('runuser', ['-u', SERVER_USER, '--', full, ...args], { timeoutMs: 60_000 })
-      : runTool(full, args, { timeoutMs: 60_000 });
+    const argv = asRoot ? ['runuser', '-u', SERVER_USER, '--', full, ...args] : [full, ...args];
+    const [first, ...rest] = [...prefix, ...argv];
+    return runTool(first, rest, { timeoutMs: 60_000 });
   };
   const user = 'nbdraid';
   const port = await freePort();
@@ -97,7 +101,7 @@ export async function startPostgres(t: Hooks, opts: { listen?: string } = {}): P
   running.add(stopNow);
   state = 'running';
   async function start(): Promise<void> {
-    const started = await run('pg_ctl', ['start', '-D', data, '-l', path.join(root, 'server.log'), '-w', '-t', String(START_TIMEOUT_S), '-o', serverOpts])
+    const started = await run('pg_ctl', ['start', '-D', data, '-l', path.join(root, 'server.log'), '-w', '-t', String(START_TIMEOUT_S), '-o', serverOpts], opts.runIn)
       .catch((err: Error) => err);
     if (started instanceof Error) {
       const log = fs.existsSync(path.join(root, 'server.log')) ? fs.readFileSync(path.join(root, 'server.log'), 'utf8') : '';
