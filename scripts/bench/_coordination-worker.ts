@@ -2,6 +2,8 @@
 //   claims STATE      - claim + complete partitions until none is left; prints "claims <n> <ms>"
 //   handover STATE N  - takes region 0 from the other process N times; prints "handover <ms,...>"
 //   pg-claims URI, pg-handover URI N - the same on PostgreSQL (_coordination-pg.ts)
+//   pg-cache-handover URI N - the hand-over on PostgreSQL through a Coordinator's lease cache,
+//                     exactly as a serving controller takes a region (the SQLite handover's path)
 import { createInterface } from 'node:readline';
 import { Coordinator, type LocalCoordinator } from '../../lib/coordination/coordinator.js';
 import { pgClaims, pgHandover } from './_coordination-pg.js';
@@ -28,7 +30,7 @@ function claims(coord: LocalCoordinator): string {
   return `claims ${n} ${(performance.now() - t0).toFixed(1)}`;
 }
 
-async function handover(coord: LocalCoordinator, samples: number): Promise<string> {
+async function handover(coord: Coordinator, samples: number): Promise<string> {
   const leases = coord.leases('bench');
   const out: number[] = [];
   const deadline = Date.now() + 60_000;
@@ -55,7 +57,16 @@ async function sqlite(): Promise<string> {
   return line;
 }
 
+async function pgCache(): Promise<string> {
+  const coord = await Coordinator.connect({ kind: 'postgres', uri: where, deadAfterMs: 60_000 });
+  await gate();
+  const line = await handover(coord, Number(arg));
+  await coord.close();
+  return line;
+}
+
 const work = mode === 'pg-claims' ? pgClaims(where, gate)
+  : mode === 'pg-cache-handover' ? pgCache()
   : mode === 'pg-handover' ? pgHandover(where, Number(arg), tickMs, gate)
     : sqlite();
 work.then((line) => {

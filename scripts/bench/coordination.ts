@@ -42,7 +42,7 @@ async function race(workers: Worker[]): Promise<{ lines: string[]; ms: number }>
   return { lines, ms };
 }
 
-type Backend = 'sqlite' | 'postgres';
+type Backend = 'sqlite' | 'postgres' | 'postgres-cache';
 interface ClaimRun { backend: Backend; processes: number; partitions: number; seconds: number; transitionsPerSecond: number }
 interface HandoverRun { backend: Backend; tickMs: number; samples: number; p50: number; p99: number; max: number }
 
@@ -84,6 +84,14 @@ async function pgHandover(pg: Postgres, samples: number, tickMs: number): Promis
   const env = { TICK_MS: String(tickMs) };
   const { lines } = await race([startWorker(['pg-handover', uri, String(samples)], env), startWorker(['pg-handover', uri, String(samples)], env)]);
   return quantiles('postgres', tickMs, lines);
+}
+
+/** The hand-over through a Coordinator's lease cache on PostgreSQL, as a controller takes a region. */
+async function pgCacheHandover(pg: Postgres, samples: number): Promise<HandoverRun> {
+  const uri = await pgDatabase(pg);
+  await (await PgBackend.open(uri, { deadAfterMs: 60_000, poolSize: 1 })).close();
+  const { lines } = await race([startWorker(['pg-cache-handover', uri, String(samples)]), startWorker(['pg-cache-handover', uri, String(samples)])]);
+  return quantiles('postgres-cache', 0, lines);
 }
 
 async function claimRate(processes: number, partitions: number): Promise<ClaimRun> {
@@ -132,7 +140,7 @@ export async function run(): Promise<void> {
   const handovers = [await handover(200, 10), await handover(200, 2)];
   await withPostgres(async (pg) => {
     for (const n of [1, 2, 4]) claims.push(await pgClaimRate(pg, n, pgPartitions));
-    handovers.push(await pgHandover(pg, 200, 10), await pgHandover(pg, 200, 2));
+    handovers.push(await pgHandover(pg, 200, 10), await pgHandover(pg, 200, 2), await pgCacheHandover(pg, 200));
   });
   const of = <R extends { backend: Backend }>(rows: R[], backend: Backend, match: (r: R) => boolean) => rows.find((r) => r.backend === backend && match(r));
   console.log('\nclaim + complete, transitions/s (2 per partition, each its own transaction)');
@@ -141,9 +149,10 @@ export async function run(): Promise<void> {
     const [sq, pq] = (['sqlite', 'postgres'] as const).map((b) => of(claims, b, (c) => c.processes === n)?.transitionsPerSecond);
     console.log(`${String(n).padStart(9)}  ${num(sq, 0, 9)}  ${num(pq, 0, 9)}`);
   }
-  console.log('\nlease hand-over between two processes (region wanted -> granted), ms; tick = poll fallback');
-  console.log(['backend ', 'tick ms', 'samples', 'p50 ms', 'p99 ms', 'max ms'].join('  '));
-  for (const h of handovers) console.log(`${h.backend.padEnd(8)}  ${String(h.tickMs).padStart(7)}  ${String(h.samples).padStart(7)}  ${num(h.p50, 2, 6)}  ${num(h.p99, 2, 6)}  ${num(h.max, 2, 6)}`);
+  console.log('\nlease hand-over between two processes (region wanted -> granted), ms; tick = poll fallback;');
+  console.log('postgres-cache: through a Coordinator\'s lease cache, as a serving controller (NOTIFY only, no tick)');
+  console.log(['backend       ', 'tick ms', 'samples', 'p50 ms', 'p99 ms', 'max ms'].join('  '));
+  for (const h of handovers) console.log(`${h.backend.padEnd(14)}  ${String(h.tickMs).padStart(7)}  ${String(h.samples).padStart(7)}  ${num(h.p50, 2, 6)}  ${num(h.p99, 2, 6)}  ${num(h.max, 2, 6)}`);
   const outDir = join(repoRoot, 'bench-results');
   mkdirSync(outDir, { recursive: true });
   const file = join(outDir, `coordination-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);

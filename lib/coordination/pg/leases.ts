@@ -12,27 +12,33 @@ interface LeaseRow { holder: number | null; epoch: number; wanted_by: number | n
 const lockRow = async (c: Tx, array: string, region: number): Promise<LeaseRow | undefined> =>
   (await c.query<LeaseRow>('SELECT holder, epoch, wanted_by, dirty FROM region_leases WHERE array_name = $1 AND region = $2 FOR UPDATE', [array, region])).rows[0];
 
-/** Takes the lease when free (or already ours); otherwise marks it wanted by us and names the holder. */
-export async function tryAcquire(c: Tx, me: number, array: string, region: number, again = 1): Promise<AcquireOutcome> {
+/**
+ * Takes the lease when free (or already ours); otherwise marks it wanted by us and names the
+ * holder. `changed.v` is set when the row moved (a grant, a new want): only then need others hear.
+ */
+export async function tryAcquire(c: Tx, me: number, array: string, region: number, again = 1, changed: { v: boolean } = { v: false }): Promise<AcquireOutcome> {
   const ins = await c.query<{ epoch: number }>(`INSERT INTO region_leases (array_name, region, holder, epoch, updated_at)
     VALUES ($1, $2, $3, nextval('lease_epoch'), nbdraid_now_ms()) ON CONFLICT DO NOTHING RETURNING epoch`, [array, region, me]);
   if (ins.rows.length === 1) {
+    changed.v = true;
     await event(c, me, 'lease.granted', array, region, { epoch: ins.rows[0].epoch });
     return { granted: true, epoch: ins.rows[0].epoch, dirty: false };
   }
   const row = await lockRow(c, array, region);
   if (!row) {
     // Dropped between the two statements: insert again, once; a second miss is contention to report.
-    if (again > 0) return tryAcquire(c, me, array, region, again - 1);
+    if (again > 0) return tryAcquire(c, me, array, region, again - 1, changed);
     throw new NbdraidError('EBUSY', `lease ${array}/${region}`, 'changed hands twice while being taken; ask again');
   }
   if (row.holder === me) return { granted: true, epoch: row.epoch, dirty: row.dirty };
   if (row.holder === null) {
+    changed.v = true;
     const epoch = await grant(c, array, region, me);
     await event(c, me, 'lease.granted', array, region, { epoch, dirty: row.dirty });
     return { granted: true, epoch, dirty: row.dirty };
   }
   if (row.wanted_by === null) {
+    changed.v = true;
     await c.query('UPDATE region_leases SET wanted_by = $1 WHERE array_name = $2 AND region = $3', [me, array, region]);
     await event(c, me, 'lease.wanted', array, region, { holder: row.holder });
   }

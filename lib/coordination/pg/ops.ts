@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import type { AsyncDbOps, AsyncWorkOps } from '../db-thread.js';
 import type { LeasePoll, OwnedLease } from '../lease-ops.js';
+import type { AcquireOutcome } from '../leases.js';
 import { heartbeat, isAlive, reapDead } from './controllers.js';
 import { pruneEvents } from './events.js';
 import { claimOne, completeOne } from './hot-path.js';
@@ -29,18 +30,23 @@ export function pgOps(pool: pg.Pool, me: number, deadAfterMs: number): AsyncDbOp
 export function pgWorkOps(pool: pg.Pool, me: number, deadAfterMs: number): AsyncWorkOps {
   const tx = <T>(fn: (c: pg.PoolClient) => Promise<T>, notify?: boolean | ((out: T) => boolean)) => inTx(pool, fn, notify);
   const reap = () => tx((c) => reapDead(c, me, deadAfterMs), (r) => r.length > 0);
+  /** A take that tells the others only when the row moved: a refused repeat of a want is silent. */
+  const take = (array: string, region: number): Promise<AcquireOutcome> => {
+    const changed = { v: false };
+    return tx((c) => leases.tryAcquire(c, me, array, region, 1, changed), () => changed.v);
+  };
   const poll = async (array: string, waiting: number[], probe: boolean): Promise<LeasePoll> => {
     const granted: GrantedLease[] = [];
     let reaped = false;
     for (const region of waiting) {
       try {
-        let out = await tx((c) => leases.tryAcquire(c, me, array, region));
+        let out = await take(array, region);
         if (!out.granted && probe && !reaped) {
           const holder = out.holder;
           if (!(await tx((c) => isAlive(c, holder, deadAfterMs), false))) {
             reaped = true;
             await reap();
-            out = await tx((c) => leases.tryAcquire(c, me, array, region));
+            out = await take(array, region);
           }
         }
         if (out.granted) granted.push({ region, dirty: out.dirty, epoch: out.epoch });
@@ -55,7 +61,7 @@ export function pgWorkOps(pool: pg.Pool, me: number, deadAfterMs: number): Async
     heartbeat: (id) => tx((c) => heartbeat(c, id), false),
     reapDead: (reaper) => tx((c) => reapDead(c, reaper, deadAfterMs), (r) => r.length > 0),
     pruneEvents: (keep) => tx((c) => pruneEvents(c, keep), false),
-    leaseTake: (array, region) => tx((c) => leases.tryAcquire(c, me, array, region)),
+    leaseTake: take,
     leaseGiveBack: (array, region) => tx((c) => leases.giveBack(c, me, array, region)),
     leasePoll: poll,
     leaseCloseAll: (array, clean) => tx((c) => leases.closeAll(c, me, array, clean)),
