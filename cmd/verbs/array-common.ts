@@ -2,19 +2,21 @@
 // the md-like status lines (records and live state come from lib/controller/array-admin.ts).
 import path from 'node:path';
 import type { LiveState } from '../../lib/controller/array-admin.js';
-import { ArrayRegistry } from '../../lib/coordination/arrays.js';
-import { type Database, openDatabase } from '../../lib/coordination/db.js';
+import { type AdminStore, openAdminStore } from '../../lib/coordination/admin.js';
+import { coordinationTarget } from '../../lib/coordination/target.js';
 import { memberLocation } from '../../lib/raid/members.js';
 
-export interface StateArgs { state: string }
+/** The global options every verb gets (cmd/nbdraid.ts): where the coordination object lives. */
+export interface StateArgs { state: string; coordination?: string; deadAfter?: number }
 
-/** Runs `fn` with the array registry of `stateDir`, closing the database afterwards. */
-export async function withRegistry<T>(stateDir: string, fn: (reg: ArrayRegistry, db: Database) => Promise<T>): Promise<T> {
-  const db = openDatabase(stateDir);
+/** Runs `fn` with the coordination object of the run (--coordination, else --state), closing it afterwards. */
+export async function withStore<T>(args: StateArgs, fn: (store: AdminStore) => Promise<T>): Promise<T> {
+  const target = coordinationTarget(args.state, args.coordination, args.deadAfter === undefined ? undefined : args.deadAfter * 1000);
+  const store = await openAdminStore(target);
   try {
-    return await fn(new ArrayRegistry(db, { actor: 'cli' }), db);
+    return await fn(store);
   } finally {
-    db.close();
+    await store.close();
   }
 }
 
