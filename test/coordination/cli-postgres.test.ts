@@ -1,5 +1,5 @@
 // The CLI verbs on PostgreSQL (--coordination URI) against the same verbs on SQLite (--state):
-// one sequence of verbs on small member files (create, list, status, throttle, controllers,
+// one sequence of verbs on small member files (create, list, assemble, status, throttle, controllers,
 // check --no-wait and the task actions, fail / remove / add-spare on an unserved array, events)
 // gives the same results on both once ids, times, uuids and directories are set aside. Also:
 // a bad --coordination, an unreachable server, and --state left alone when PostgreSQL is used.
@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { openAdminStore } from '../../lib/coordination/admin.js';
+import { type CoordinationTarget, coordinationTarget } from '../../lib/coordination/target.js';
 import { postgresBin, startPostgres, type Postgres } from '../helpers/postgres.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'cmd', 'nbdraid.js');
@@ -62,6 +64,8 @@ async function sequence(t: Test, backend: string[]): Promise<{ steps: Record<str
   await step('create', true, 'create', 'md0', m(0), m(1), m(2), '--size', '4M', '--chunk', '64K', '--json');
   await step('create again', false, 'create', 'md0', m(0), m(1), m(2), '--size', '4M');
   await step('list', true, 'list', '--json');
+  await step('assemble', true, 'assemble', 'md0', m(0), m(1), m(2), '--json');
+  await step('assemble elsewhere', false, 'assemble', 'other', m(0), m(1), m(2));
   await step('status', true, 'status', 'md0', '--json');
   await step('throttle set', true, 'throttle', 'md0', '--min', '10', '--max', '100', '--inflight', '4', '--json');
   await step('throttle show', true, 'throttle', 'md0', '--json');
@@ -147,4 +151,34 @@ t.test('an unreachable PostgreSQL: exit 1, one line naming it without its passwo
     t.equal(r.stdout, '', `${args[0]}: nothing printed`);
   }
   t.notOk(existsSync(join(dir, 'nbdraid.db')), 'no SQLite database created');
+});
+
+t.test('AdminStore: resync marks, update refusals and array removal alike on both backends', { skip }, async (t) => {
+  const uri = await database(server!);
+  const run = async (target: CoordinationTarget): Promise<unknown> => {
+    const store = await openAdminStore(target);
+    try {
+      const rec = { name: 'md0', uuid: 'u', level: 5, layout: 'left-symmetric', chunk: 65536, raidDisks: 3, dataOffset: 2048, memberSize: 65536, members: [] };
+      await store.createArray(rec);
+      const refused = await store.updateArray('md0', (r) => { r.name = 'md1'; }).catch((e: Error) => e.message);
+      const bumped = await store.updateArray('md0', (r) => { r.chunk = 131072; });
+      await store.requireResync('md0', [0, 1, 2]);
+      await store.recordWritten('md0', 7, { clean: false });
+      const snap = await store.superblockSnapshot('md0');
+      await store.removeArray('md0');
+      const gone = await store.removeArray('md0').catch((e: Error) => e.message);
+      const missingTask = await store.pauseTask(99).catch((e: Error) => e.message);
+      return normalize({ refused, revision: bumped.revision, snap, gone, missingTask, revisionAfter: await store.revision('md0'),
+        events: await store.listEvents({ limit: 100 }) }, '\0');
+    } finally {
+      await store.close();
+    }
+  };
+  const dir = tempDir(t, 'nbdraid-clipg-');
+  const onSqlite = await run(coordinationTarget(dir));
+  const onPg = await run(coordinationTarget(dir, uri));
+  t.same(onPg, onSqlite, 'same results and events');
+  t.match(onPg, { snap: { unsynced: 3, written: { events: 7 } }, revision: 2 });
+  const marks = await server!.psql('SELECT count(*) FROM resync_regions', `cli${databases}`);
+  t.equal(marks.stdout.trim(), '3', 'the resync marks are in PostgreSQL');
 });

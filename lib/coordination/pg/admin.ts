@@ -38,7 +38,11 @@ export async function openPgAdminStore(target: CoordinationTarget & { kind: 'pos
     written: (n) => read((c) => written(c, n)),
     recordWritten: (n, e, s) => tx((c) => recordWritten(c, n, e, s)),
     revision: (n) => read((c) => arrayRevision(c, n)),
-    superblockSnapshot: (n) => read(async (c) => ({ rec: await requireArray(c, n), written: await written(c, n), unsynced: await unsynced(c, n) })),
+    // One snapshot for the three reads, as SQLite's one transaction gives.
+    superblockSnapshot: (n) => read(async (c) => {
+      await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+      return { rec: await requireArray(c, n), written: await written(c, n), unsynced: await unsynced(c, n) };
+    }),
     requireResync: (n, regions) => tx((c) => requireResync(c, null, n, regions)),
     createTask: (t) => tx((c) => createTask(c, t, who)),
     getTask: (id) => read((c) => getTask(c, id)),
