@@ -3,7 +3,7 @@
 import path from 'node:path';
 import type { LiveState } from '../../lib/controller/array-admin.js';
 import { type AdminStore, openAdminStore } from '../../lib/coordination/admin.js';
-import { coordinationTarget } from '../../lib/coordination/target.js';
+import { coordinationTarget, describeTarget } from '../../lib/coordination/target.js';
 import { memberLocation } from '../../lib/raid/members.js';
 
 /** The global options every verb gets (cmd/nbdraid.ts): where the coordination object lives. */
@@ -20,9 +20,11 @@ export async function withStore<T>(args: StateArgs, fn: (store: AdminStore) => P
   }
 }
 
-/** What a read verb says when the state directory records no array: the members may still hold some. */
-export function noArrays(stateDir: string): string {
-  return `nbdraid: no arrays: the state directory ${stateDir} knows no arrays; arrays on members are found with `
+/** What a read verb says when the coordination object records no array: the members may still hold some. */
+export function noArrays(args: StateArgs): string {
+  const target = coordinationTarget(args.state, args.coordination);
+  const where = target.kind === 'sqlite' ? `the state directory ${args.state}` : describeTarget(target);
+  return `nbdraid: no arrays: ${where} knows no arrays; arrays on members are found with `
     + `'nbdraid examine MEMBER...' and recorded here with 'nbdraid assemble NAME MEMBER...'; a new one is made with 'nbdraid create NAME MEMBER... --size 1G'`;
 }
 

@@ -22,7 +22,7 @@ export const listCommand: CommandModule<StateArgs, Args> = {
   handler: (args) => withStore(args, async (reg) => {
     const recs = await reg.listArrays();
     if (args.json) process.stdout.write(`${JSON.stringify(recs, null, 2)}\n`);
-    else if (recs.length === 0) process.stdout.write(`${noArrays(args.state)}\n`);
+    else if (recs.length === 0) process.stdout.write(`${noArrays(args)}\n`);
     else process.stdout.write(`${table(['NAME', 'UUID', 'LEVEL', 'MEMBERS', 'SIZE', 'REVISION'], recs.map(row))}\n`);
   }),
 };

@@ -53,7 +53,7 @@ function sampledSpeed(samples: Samples, id: number, bytes: number): number | und
 
 function render(states: ArrayStatus[], args: StatusArgs): string {
   if (args.json) return `${JSON.stringify(args.name ? states[0] : states, null, 2)}\n`;
-  if (states.length === 0) return `${noArrays(args.state)}\n`;
+  if (states.length === 0) return `${noArrays(args)}\n`;
   return `${states.map((s) => [formatStatus(s), ...s.tasks.map(formatTask)].join('\n')).join('\n\n')}\n`;
 }
 
@@ -64,7 +64,7 @@ async function status(args: StatusArgs): Promise<void> {
     if (every === undefined) {
       const states = await collect(reg, name);
       process.stdout.write(render(states, args));
-      if (args.json && states.length === 0) process.stderr.write(`${noArrays(args.state)}\n`);
+      if (args.json && states.length === 0) process.stderr.write(`${noArrays(args)}\n`);
       return;
     }
     const samples: Samples = new Map();

@@ -120,6 +120,8 @@ t.test('the same verbs give the same results on PostgreSQL as on SQLite', { skip
 t.test('NBDRAID_COORDINATION selects PostgreSQL as --coordination does', { skip }, async (t) => {
   const uri = await database(server!);
   const dir = tempDir(t, 'nbdraid-clipg-');
+  const empty = await cli({ NBDRAID_COORDINATION: uri }, '--state', dir, 'list');
+  t.match(empty.stdout, /no arrays: PostgreSQL at postgresql:.* knows no arrays/, 'the empty message names the database');
   const made = await cli({ NBDRAID_COORDINATION: uri }, '--state', dir, 'create', 'md1', join(dir, 'a'), join(dir, 'b'), join(dir, 'c'), '--size', '4M');
   t.equal(made.code, 0, made.stderr);
   const listed = await cli({ NBDRAID_COORDINATION: '' }, '--state', dir, '--coordination', uri, 'list', '--json');
