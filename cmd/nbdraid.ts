@@ -57,7 +57,9 @@ async function main(): Promise<void> {
       stateDir = argv.state;
       coordination = argv.coordination;
       // Checked once for every verb (a bad scheme or bound changes nothing); controllers started by `cluster` inherit both.
-      coordinationTarget(argv.state, argv.coordination, argv['dead-after'] * 1000);
+      const deadAfter = argv['dead-after'];
+      if (!(Number.isFinite(deadAfter) && deadAfter > 0)) throw new NbdraidError('EINVAL', '--dead-after', `must be a positive number of seconds, got ${deadAfter}`);
+      coordinationTarget(argv.state, argv.coordination, deadAfter * 1000);
       if (argv.coordination !== undefined) process.env.NBDRAID_COORDINATION = argv.coordination;
       process.env.NBDRAID_DEAD_AFTER = String(argv['dead-after']);
       const seconds = argv['member-timeout'];

@@ -140,6 +140,10 @@ t.test('a --coordination that is not a database URI is refused, nothing made', a
   const bound = await cli({ NBDRAID_COORDINATION: '' }, '--state', dir, '--coordination', 'postgres://u@127.0.0.1:1/x', '--dead-after', '0.1', 'list');
   t.equal(bound.code, 1);
   t.match(bound.stderr, /--dead-after.*at least/);
+  const nan = await cli({ NBDRAID_COORDINATION: '' }, '--state', dir, '--dead-after', 'soon', 'list');
+  t.equal(nan.code, 1);
+  t.match(nan.stderr, /--dead-after.*positive number of seconds/);
+  t.notOk(existsSync(join(dir, 'nbdraid.db')), 'nothing created');
 });
 
 t.test('an unreachable PostgreSQL: exit 1, one line naming it without its password, no stack', async (t) => {
