@@ -1,6 +1,6 @@
 // `nbdraid add-spare NAME DEV [--size SIZE]`: a spare that a controller rebuilds onto when a member fails.
 import type { Argv, CommandModule } from 'yargs';
-import { type StateArgs, withRegistry } from './array-common.js';
+import { type StateArgs, withStore } from './array-common.js';
 import { parseSize } from '../../lib/raid/units.js';
 import { prepareSpare, recordSpare } from '../../lib/controller/array-admin.js';
 
@@ -15,11 +15,11 @@ export const addSpareCommand: CommandModule<StateArgs, Args> = {
     .option('size', { type: 'string', describe: 'create the file, sparse, of this size when it does not exist' })
     .option('force', { type: 'boolean', default: false, describe: "overwrite another array's superblock on the device" }) as unknown as Argv<Args>,
   handler: async (args) => {
-    await withRegistry(args.state, async (reg) => {
-      const rec = reg.require(args.name);
+    await withStore(args, async (reg) => {
+      const rec = await reg.requireArray(args.name);
       const size = args.size === undefined ? undefined : parseSize(args.size, '--size');
       const p = await prepareSpare(rec, { ...args, size }, `add-spare ${args.name}`);
-      recordSpare(reg, args.name, p, null);
+      await recordSpare(reg, args.name, p, null);
       process.stdout.write(`nbdraid: ${args.name}: ${p} added as a spare\n`);
     });
   },

@@ -2,25 +2,29 @@
 // the md-like status lines (records and live state come from lib/controller/array-admin.ts).
 import path from 'node:path';
 import type { LiveState } from '../../lib/controller/array-admin.js';
-import { ArrayRegistry } from '../../lib/coordination/arrays.js';
-import { type Database, openDatabase } from '../../lib/coordination/db.js';
+import { type AdminStore, openAdminStore } from '../../lib/coordination/admin.js';
+import { coordinationTarget, describeTarget } from '../../lib/coordination/target.js';
 import { memberLocation } from '../../lib/raid/members.js';
 
-export interface StateArgs { state: string }
+/** The global options every verb gets (cmd/nbdraid.ts): where the coordination object lives. */
+export interface StateArgs { state: string; coordination?: string; deadAfter?: number }
 
-/** Runs `fn` with the array registry of `stateDir`, closing the database afterwards. */
-export async function withRegistry<T>(stateDir: string, fn: (reg: ArrayRegistry, db: Database) => Promise<T>): Promise<T> {
-  const db = openDatabase(stateDir);
+/** Runs `fn` with the coordination object of the run (--coordination, else --state), closing it afterwards. */
+export async function withStore<T>(args: StateArgs, fn: (store: AdminStore) => Promise<T>): Promise<T> {
+  const target = coordinationTarget(args.state, args.coordination, args.deadAfter === undefined ? undefined : args.deadAfter * 1000);
+  const store = await openAdminStore(target);
   try {
-    return await fn(new ArrayRegistry(db, { actor: 'cli' }), db);
+    return await fn(store);
   } finally {
-    db.close();
+    await store.close();
   }
 }
 
-/** What a read verb says when the state directory records no array: the members may still hold some. */
-export function noArrays(stateDir: string): string {
-  return `nbdraid: no arrays: the state directory ${stateDir} knows no arrays; arrays on members are found with `
+/** What a read verb says when the coordination object records no array: the members may still hold some. */
+export function noArrays(args: StateArgs): string {
+  const target = coordinationTarget(args.state, args.coordination);
+  const where = target.kind === 'sqlite' ? `the state directory ${args.state}` : describeTarget(target);
+  return `nbdraid: no arrays: ${where} knows no arrays; arrays on members are found with `
     + `'nbdraid examine MEMBER...' and recorded here with 'nbdraid assemble NAME MEMBER...'; a new one is made with 'nbdraid create NAME MEMBER... --size 1G'`;
 }
 

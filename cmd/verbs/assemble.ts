@@ -2,12 +2,12 @@
 // does and record the array (and its member paths) in the registry.
 import type { Argv, CommandModule } from 'yargs';
 import { assembleAndRecord } from '../../lib/controller/array-admin.js';
-import { type StateArgs, absolute, withRegistry } from './array-common.js';
+import { type StateArgs, absolute, withStore } from './array-common.js';
 
 interface AssembleArgs extends StateArgs { name: string; members: string[]; force: boolean; json: boolean }
 
 async function assemble(args: AssembleArgs): Promise<void> {
-  const done = await withRegistry(args.state, (reg, db) => assembleAndRecord(reg, db, args.name, absolute(args.members), args.force));
+  const done = await withStore(args, (reg) => assembleAndRecord(reg, args.name, absolute(args.members), args.force));
   if (args.json) {
     const { array, report, unopened, missing } = done;
     process.stdout.write(`${JSON.stringify({ array, report, unopened, missing }, null, 2)}\n`);

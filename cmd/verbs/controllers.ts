@@ -1,37 +1,29 @@
 // `nbdraid controllers [--json] [--all]`: the controller processes, their addresses and liveness.
-// Liveness is the flock test itself; a row still marked live whose lock is free shows as dead.
+// Liveness is the flock test on SQLite, a heartbeat within --dead-after on PostgreSQL; a row
+// still marked live that fails it shows as dead.
 import type { Argv, CommandModule } from 'yargs';
-import { ControllerRegistry, type ControllerRecord } from '../../lib/coordination/controllers.js';
-import { openDatabase } from '../../lib/coordination/db.js';
+import type { ShownController as Shown } from '../../lib/coordination/admin.js';
 import { formatDuration, table } from '../format.js';
+import { type StateArgs, withStore } from './array-common.js';
 
-interface Args { state: string; json: boolean; all: boolean }
+interface Args extends StateArgs { json: boolean; all: boolean }
 
-type Shown = ControllerRecord & { alive: boolean };
-
-export const controllersCommand: CommandModule<{ state: string }, Args> = {
+export const controllersCommand: CommandModule<StateArgs, Args> = {
   command: 'controllers',
   describe: 'list controller processes with their addresses and liveness',
-  builder: (y: Argv<{ state: string }>) => y
+  builder: (y: Argv<StateArgs>) => y
     .option('json', { type: 'boolean', default: false, describe: 'machine-readable output' })
     .option('all', { type: 'boolean', default: false, describe: 'include stopped and dead controllers' }) as unknown as Argv<Args>,
-  handler: (args) => {
-    const db = openDatabase(args.state);
-    try {
-      const reg = new ControllerRegistry(db, args.state);
-      const shown: Shown[] = reg.list().map((c) => ({ ...c, alive: c.state === 'live' && reg.isAlive(c.id) }))
-        .filter((c) => args.all || c.state === 'live');
-      if (args.json) {
-        process.stdout.write(`${JSON.stringify(shown)}\n`);
-      } else if (shown.length === 0) {
-        process.stdout.write(`no live controllers${args.all ? '' : ' (--all shows ended ones)'}; start one with 'nbdraid serve NAME' or 'nbdraid cluster NAME'\n`);
-      } else {
-        process.stdout.write(`${table(['ID', 'STATE', 'PID', 'HOST', 'ADDRESS', 'UP', 'HEARTBEAT'], shown.map(row))}\n`);
-      }
-    } finally {
-      db.close();
+  handler: (args) => withStore(args, async (store) => {
+    const shown: Shown[] = (await store.listControllers()).filter((c) => args.all || c.state === 'live');
+    if (args.json) {
+      process.stdout.write(`${JSON.stringify(shown)}\n`);
+    } else if (shown.length === 0) {
+      process.stdout.write(`no live controllers${args.all ? '' : ' (--all shows ended ones)'}; start one with 'nbdraid serve NAME' or 'nbdraid cluster NAME'\n`);
+    } else {
+      process.stdout.write(`${table(['ID', 'STATE', 'PID', 'HOST', 'ADDRESS', 'UP', 'HEARTBEAT'], shown.map(row))}\n`);
     }
-  },
+  }),
 };
 
 function row(c: Shown): (string | number)[] {

@@ -3,7 +3,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { checkCreateSpec, createAndRecord } from '../../lib/controller/array-admin.js';
 import { DEFAULT_LAYOUT, parseLayout } from '../../lib/raid/geometry.js';
 import { formatSize, parseSize } from '../../lib/raid/units.js';
-import { type StateArgs, absolute, withRegistry } from './array-common.js';
+import { type StateArgs, absolute, withStore } from './array-common.js';
 
 interface CreateArgs extends StateArgs {
   name: string;
@@ -21,7 +21,7 @@ async function create(args: CreateArgs): Promise<void> {
     size: args.size !== undefined ? parseSize(args.size, '--size') : undefined, force: args.force,
   };
   checkCreateSpec(spec);
-  const { rec, geometry: g, uuid } = await withRegistry(args.state, async (reg) => createAndRecord(reg, spec));
+  const { rec, geometry: g, uuid } = await withStore(args, async (reg) => createAndRecord(reg, spec));
   if (args.json) process.stdout.write(`${JSON.stringify(rec, null, 2)}\n`);
   else process.stdout.write(`nbdraid: created ${args.name}: raid5, ${g.members} members, ${formatSize(g.chunk)} chunk, ${g.layout}, ${formatSize(g.size)} (${g.size} bytes) usable, uuid ${uuid}\n`);
 }

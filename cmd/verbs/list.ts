@@ -3,7 +3,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import type { ArrayRecord } from '../../lib/coordination/arrays.js';
 import { formatBytes, table } from '../format.js';
-import { type StateArgs, noArrays, withRegistry } from './array-common.js';
+import { type StateArgs, noArrays, withStore } from './array-common.js';
 
 interface Args extends StateArgs { json: boolean }
 
@@ -19,10 +19,10 @@ export const listCommand: CommandModule<StateArgs, Args> = {
   describe: 'list the arrays this state directory records: name, uuid, level, members, size',
   builder: (y: Argv<StateArgs>) => y
     .option('json', { type: 'boolean', default: false, describe: 'machine-readable output (the registry records)' }) as unknown as Argv<Args>,
-  handler: (args) => withRegistry(args.state, async (reg) => {
-    const recs = reg.list();
+  handler: (args) => withStore(args, async (reg) => {
+    const recs = await reg.listArrays();
     if (args.json) process.stdout.write(`${JSON.stringify(recs, null, 2)}\n`);
-    else if (recs.length === 0) process.stdout.write(`${noArrays(args.state)}\n`);
+    else if (recs.length === 0) process.stdout.write(`${noArrays(args)}\n`);
     else process.stdout.write(`${table(['NAME', 'UUID', 'LEVEL', 'MEMBERS', 'SIZE', 'REVISION'], recs.map(row))}\n`);
   }),
 };

@@ -2,7 +2,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { NbdraidError } from '../../lib/errors.js';
 import { parseSize } from '../../lib/raid/units.js';
-import { type StateArgs, withRegistry } from './array-common.js';
+import { type StateArgs, withStore } from './array-common.js';
 import { prepareSpare, recordSpare } from '../../lib/controller/array-admin.js';
 
 interface Args extends StateArgs { name: string; member: number; with: string; size?: string; force: boolean }
@@ -18,8 +18,8 @@ export const replaceCommand: CommandModule<StateArgs, Args> = {
     .option('force', { type: 'boolean', default: false, describe: "overwrite another array's superblock on the device" }) as unknown as Argv<Args>,
   handler: async (args) => {
     const ctx = `replace ${args.name}`;
-    await withRegistry(args.state, async (reg) => {
-      const rec = reg.require(args.name);
+    await withStore(args, async (reg) => {
+      const rec = await reg.requireArray(args.name);
       const slot = args.member;
       if (!Number.isInteger(slot) || slot < 0 || slot >= rec.raidDisks) {
         throw new NbdraidError('EINVAL', ctx, `--member must be a slot number 0..${rec.raidDisks - 1}, got ${slot}`);
@@ -28,7 +28,7 @@ export const replaceCommand: CommandModule<StateArgs, Args> = {
       if (others.length > 0) throw new NbdraidError('EBUSY', ctx, `slot ${others[0].slot} is ${others[0].state}; replacing slot ${slot} now would take the array offline. Wait for it to finish (nbdraid status ${args.name})`);
       const size = args.size === undefined ? undefined : parseSize(args.size, '--size');
       const p = await prepareSpare(rec, { name: args.name, device: args.with, size, force: args.force }, ctx);
-      recordSpare(reg, args.name, p, slot, (r) => {
+      await recordSpare(reg, args.name, p, slot, (r) => {
         const old = r.members.find((m) => m.slot === slot && m.state === 'active');
         if (old) old.state = 'faulty';
       });

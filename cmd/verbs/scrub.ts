@@ -1,21 +1,22 @@
 // `nbdraid check NAME` and `nbdraid repair NAME`: parity scrub as a partitioned task that the
 // array's controllers share; each mismatch is reported with its volume and member offsets.
 import type { Argv, CommandModule } from 'yargs';
-import { ControllerRegistry, TaskStore, TERMINAL_TASK_STATES, type TaskRecord } from '../../lib/coordination/index.js';
+import type { AdminStore } from '../../lib/coordination/admin.js';
+import { TERMINAL_TASK_STATES, type TaskRecord } from '../../lib/coordination/index.js';
 import { startScrub } from '../../lib/controller/scrub.js';
 import { NbdraidError } from '../../lib/errors.js';
 import { formatTask, taskView } from '../task-view.js';
-import { type StateArgs, withRegistry } from './array-common.js';
+import { type StateArgs, withStore } from './array-common.js';
 
 interface ScrubArgs extends StateArgs { name: string; wait: boolean; json: boolean }
 
 interface ScrubResult { mismatches: number; list: { stripe: number; volumeOffset: number; memberOffset: number; parityMember: number }[]; truncated: boolean }
 
-async function waitFor(tasks: TaskStore, id: number, showProgress: boolean): Promise<TaskRecord> {
+async function waitFor(tasks: AdminStore, id: number, showProgress: boolean): Promise<TaskRecord> {
   for (;;) {
-    const t = tasks.require(id);
+    const t = await tasks.requireTask(id);
     if (TERMINAL_TASK_STATES.includes(t.state)) return t;
-    if (showProgress) process.stderr.write(`\x1b[2K\r${formatTask(taskView(tasks.progress(id))).split('\n')[0].trim()}`);
+    if (showProgress) process.stderr.write(`\x1b[2K\r${formatTask(taskView(await tasks.progress(id))).split('\n')[0].trim()}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
@@ -42,18 +43,16 @@ function scrubCommand(kind: 'check' | 'repair', describe: string): CommandModule
       .option('wait', { type: 'boolean', default: true, describe: 'wait for the result (--no-wait: print the task id and return)' })
       .option('json', { type: 'boolean', default: false, describe: 'machine-readable output' }) as unknown as Argv<ScrubArgs>,
     handler: async (args) => {
-      await withRegistry(args.state, async (reg, db) => {
-        const rec = reg.require(args.name);
-        const tasks = new TaskStore(db, { actor: 'cli' });
-        const ctls = new ControllerRegistry(db, args.state);
-        const live = ctls.list().filter((c) => ctls.isAlive(c.id));
-        const task = startScrub(tasks, rec, kind);
+      await withStore(args, async (store) => {
+        const rec = await store.requireArray(args.name);
+        const live = (await store.listControllers()).filter((c) => c.alive);
+        const task = await startScrub(store, rec, kind);
         if (live.length === 0) process.stderr.write(`nbdraid: no controller is running; task ${task.id} waits until one serves ${args.name} (nbdraid serve ${args.name})\n`);
         if (!args.wait) {
           process.stdout.write(args.json ? `${JSON.stringify({ task: task.id })}\n` : `nbdraid: ${kind} of ${args.name} started as task ${task.id}; follow it with 'nbdraid status ${args.name} --watch'\n`);
           return;
         }
-        const done = await waitFor(tasks, task.id, !args.json && process.stderr.isTTY);
+        const done = await waitFor(store, task.id, !args.json && process.stderr.isTTY);
         if (!args.json && process.stderr.isTTY) process.stderr.write('\n');
         report(done, args);
       });

@@ -10,9 +10,12 @@ import { TLS_MODES, type TlsMode, loadServerTls } from '../../lib/transport/tls.
 import { parseSize } from '../../lib/raid/units.js';
 import { DEFAULT_LIMITS, type ListenAddress, NbdServer, type NbdServerOptions } from '../../lib/transport/server.js';
 import { Controller } from '../../lib/controller/controller.js';
+import { coordinationTarget } from '../../lib/coordination/target.js';
 
 interface ServeArgs {
   state: string;
+  coordination?: string;
+  deadAfter?: number;
   name?: string;
   file?: string;
   export?: string;
@@ -200,7 +203,8 @@ async function serveArray(name: string, args: ServeArgs & { force?: boolean }, l
   const tls = serverTls(args); // checked before anything is opened
   const listen: ListenAddress = args.socket ? { path: args.socket } : parseListen(args.listen ?? DEFAULT_LISTEN);
   const metrics = args.metrics === undefined ? undefined : parseAddress(args.metrics, '--metrics');
-  const ctl = await Controller.start({ stateDir: args.state, arrayName: name, listen, force: args.force, serverLimits: { ...serverLimits(args), tls }, metrics, logFormat });
+  const coordination = coordinationTarget(args.state, args.coordination, args.deadAfter === undefined ? undefined : args.deadAfter * 1000);
+  const ctl = await Controller.start({ stateDir: args.state, coordination, arrayName: name, listen, force: args.force, serverLimits: { ...serverLimits(args), tls }, metrics, logFormat });
   const tlsNote = tls ? `, TLS ${tls.mode} with ${tls.kind === 'psk' ? 'PSK' : 'X.509 certificates'}` : '';
   const uri = exportUri(listen, name, tls?.mode === 'require');
   ctl.log({

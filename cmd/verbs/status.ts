@@ -2,10 +2,10 @@
 // the progress of its background tasks (bar, percent, speed, ETA, who works on which partition).
 import type { Argv, CommandModule } from 'yargs';
 import { NbdraidError } from '../../lib/errors.js';
-import { type ArrayRegistry, TaskStore } from '../../lib/coordination/index.js';
+import type { AdminStore } from '../../lib/coordination/admin.js';
 import { type TaskView, formatTask, taskView } from '../task-view.js';
 import { type LiveState, liveState } from '../../lib/controller/array-admin.js';
-import { type StateArgs, formatStatus, noArrays, withRegistry } from './array-common.js';
+import { type StateArgs, formatStatus, noArrays, withStore } from './array-common.js';
 
 /** `watch` is the raw option: undefined when absent, '' for a bare --watch, else the seconds. */
 interface StatusArgs extends StateArgs { name?: string; json: boolean; watch?: string }
@@ -29,14 +29,15 @@ type ArrayStatus = LiveState & { tasks: TaskView[] };
 /** Bytes done per task at the previous refresh, for a speed over the last interval when watching. */
 type Samples = Map<number, { at: number; bytes: number; speed: number }>;
 
-async function collect(reg: ArrayRegistry, tasks: TaskStore, name: string | undefined, samples?: Samples): Promise<ArrayStatus[]> {
-  const recs = name ? [reg.require(name)] : reg.list();
+async function collect(reg: AdminStore, name: string | undefined, samples?: Samples): Promise<ArrayStatus[]> {
+  const recs = name ? [await reg.requireArray(name)] : await reg.listArrays();
   return Promise.all(recs.map(async (rec) => {
     const live = await liveState(rec);
-    const views = tasks.list({ arrayName: rec.name, activeOnly: true }).map((t) => {
-      const p = tasks.progress(t.id);
-      return taskView(p, Date.now(), samples && sampledSpeed(samples, t.id, p.bytes));
-    });
+    const views: TaskView[] = [];
+    for (const t of await reg.listTasks({ arrayName: rec.name, activeOnly: true })) {
+      const p = await reg.progress(t.id);
+      views.push(taskView(p, Date.now(), samples && sampledSpeed(samples, t.id, p.bytes)));
+    }
     return { ...live, tasks: views };
   }));
 }
@@ -52,19 +53,18 @@ function sampledSpeed(samples: Samples, id: number, bytes: number): number | und
 
 function render(states: ArrayStatus[], args: StatusArgs): string {
   if (args.json) return `${JSON.stringify(args.name ? states[0] : states, null, 2)}\n`;
-  if (states.length === 0) return `${noArrays(args.state)}\n`;
+  if (states.length === 0) return `${noArrays(args)}\n`;
   return `${states.map((s) => [formatStatus(s), ...s.tasks.map(formatTask)].join('\n')).join('\n\n')}\n`;
 }
 
 async function status(args: StatusArgs): Promise<void> {
   const { name, every } = watchOptions(args);
   args = { ...args, name };
-  await withRegistry(args.state, async (reg, db) => {
-    const tasks = new TaskStore(db);
+  await withStore(args, async (reg) => {
     if (every === undefined) {
-      const states = await collect(reg, tasks, name);
+      const states = await collect(reg, name);
       process.stdout.write(render(states, args));
-      if (args.json && states.length === 0) process.stderr.write(`${noArrays(args.state)}\n`);
+      if (args.json && states.length === 0) process.stderr.write(`${noArrays(args)}\n`);
       return;
     }
     const samples: Samples = new Map();
@@ -72,7 +72,7 @@ async function status(args: StatusArgs): Promise<void> {
     let stop = false;
     process.once('SIGINT', () => { stop = true; });
     while (!stop) {
-      const text = render(await collect(reg, tasks, name, samples), args);
+      const text = render(await collect(reg, name, samples), args);
       process.stdout.write(args.json ? text : `\x1b[H\x1b[2J${new Date().toLocaleTimeString()}  (Ctrl-C to stop)\n${text}`);
       await new Promise((r) => setTimeout(r, everyMs));
     }

@@ -2,7 +2,7 @@
 // by every controller of the array within a moment, also to tasks already running.
 import type { Argv, CommandModule } from 'yargs';
 import { NbdraidError } from '../../lib/errors.js';
-import { type StateArgs, withRegistry } from './array-common.js';
+import { type StateArgs, withStore } from './array-common.js';
 
 interface Args extends StateArgs { name: string; min?: number; max?: number; inflight?: number; json: boolean }
 
@@ -23,16 +23,16 @@ export const throttleCommand: CommandModule<StateArgs, Args> = {
     check(args.min, '--min', 0);
     check(args.max, '--max', 0);
     check(args.inflight, '--inflight', 1);
-    await withRegistry(args.state, async (reg) => {
+    await withStore(args, async (reg) => {
       const set = args.min !== undefined || args.max !== undefined || args.inflight !== undefined;
       const rec = set
-        ? reg.update(args.name, (r) => {
+        ? await reg.updateArray(args.name, (r) => {
           r.throttle = { minMBps: args.min ?? r.throttle.minMBps, maxMBps: args.max ?? r.throttle.maxMBps, inflight: Math.floor(args.inflight ?? r.throttle.inflight) };
           if (r.throttle.maxMBps > 0 && r.throttle.maxMBps < r.throttle.minMBps) {
             throw new NbdraidError('EINVAL', `throttle ${args.name}`, `--max (${r.throttle.maxMBps}) is below --min (${r.throttle.minMBps})`);
           }
         })
-        : reg.require(args.name);
+        : await reg.requireArray(args.name);
       const t = rec.throttle;
       process.stdout.write(args.json ? `${JSON.stringify(t)}\n` : `nbdraid: ${args.name}: background min ${t.minMBps} MB/s, max ${t.maxMBps || 'unlimited'}${t.maxMBps ? ' MB/s' : ''}, ${t.inflight} in flight\n`);
     });

@@ -4,9 +4,8 @@
 // to the superblocks when nothing serves the array, and spares checked and recorded. cmd/ parses
 // arguments and prints; the rules live here.
 import fs from 'node:fs';
-import type { ArrayRecord, ArrayRegistry, MemberRecord, MemberState } from '../coordination/arrays.js';
-import type { Database } from '../coordination/db.js';
-import { LeaseStore } from '../coordination/leases.js';
+import type { AdminStore } from '../coordination/admin.js';
+import type { ArrayRecord, MemberRecord, MemberState } from '../coordination/arrays.js';
 import { NbdraidError } from '../errors.js';
 import type { AssembleResult, MemberReport } from '../raid/assemble.js';
 import { createArray } from '../raid/create.js';
@@ -40,18 +39,18 @@ export function checkCreateSpec(spec: CreateSpec): void {
  * Writes a new array's superblocks to `paths` (creating missing member files sparse of `size`) and
  * records it; on any failure the files it created are removed and nothing is recorded.
  */
-export async function createAndRecord(reg: ArrayRegistry, spec: CreateSpec): Promise<{ rec: ArrayRecord; geometry: Geometry; uuid: string }> {
+export async function createAndRecord(reg: AdminStore, spec: CreateSpec): Promise<{ rec: ArrayRecord; geometry: Geometry; uuid: string }> {
   checkCreateSpec(spec);
   const missing = spec.paths.filter((p) => !memberExists(p));
-  if (reg.get(spec.name)) throw new NbdraidError('EEXIST', `create ${spec.name}`, `an array named ${spec.name} exists; pick another name (nbdraid status lists arrays)`);
+  if (await reg.getArray(spec.name)) throw new NbdraidError('EEXIST', `create ${spec.name}`, `an array named ${spec.name} exists; pick another name (nbdraid status lists arrays)`);
   const created = missing.filter((p) => createSparseMember(p, spec.size as number));
   try {
     const handles = await openMembers(spec.paths);
     try {
       const meta = await createArray(handles.map((h) => ({ device: h.device, path: h.path })), { name: spec.name, chunk: spec.chunk, layout: spec.layout, force: spec.force });
       const report = meta.disks.map((d) => ({ path: d.path as string, devNumber: d.devNumber, slot: d.role, ownSlot: d.role, events: meta.events, verdict: 'active' as const }));
-      const rec = reg.create(recordOf(spec.name, meta, report));
-      reg.recordWritten(spec.name, meta.events, meta.mdState());
+      const rec = await reg.createArray(recordOf(spec.name, meta, report));
+      await reg.recordWritten(spec.name, meta.events, meta.mdState());
       return { rec, geometry: meta.geometry(), uuid: formatUuid(meta.info.uuid) };
     } finally {
       await closeMembers(handles);
@@ -74,22 +73,22 @@ export interface Assembled {
  * Assembles `paths` as mdadm --assemble does and records the array under `name`; an array not
  * shut down cleanly has every region marked for resync (nothing says where writes were in flight).
  */
-export async function assembleAndRecord(reg: ArrayRegistry, db: Database, name: string, paths: string[], force: boolean): Promise<Assembled> {
+export async function assembleAndRecord(reg: AdminStore, name: string, paths: string[], force: boolean): Promise<Assembled> {
   const ctx = `assemble ${name}`;
-  const existing = reg.get(name);
+  const existing = await reg.getArray(name);
   const opened = await openArray(paths, { name, force });
   try {
     const uuid = formatUuid(opened.meta.info.uuid);
     if (existing && existing.uuid !== uuid) {
       throw new NbdraidError('EEXIST', ctx, `the registered array ${name} has uuid ${existing.uuid}, these members belong to ${uuid}; assemble them under another name`);
     }
-    const other = reg.list().find((r) => r.uuid === uuid && r.name !== name);
+    const other = (await reg.listArrays()).find((r) => r.uuid === uuid && r.name !== name);
     if (other) throw new NbdraidError('EEXIST', ctx, `these members are already registered as array ${other.name}; assemble them under that name`);
     const rec = recordOf(name, opened.meta, opened.report, opened.absent);
     for (const u of opened.unopened) rec.members.push({ slot: null, path: u.path, state: 'faulty', deviceUuid: '' });
-    const array = existing ? reg.update(name, (r) => Object.assign(r, rec)) : reg.create(rec);
-    reg.recordWritten(name, opened.onDisk.events, opened.onDisk.state);
-    if (!opened.onDisk.state.clean) new LeaseStore(db, null, name).requireResync(regionsOf(opened.meta.geometry()));
+    const array = existing ? await reg.updateArray(name, (r) => Object.assign(r, rec)) : await reg.createArray(rec);
+    await reg.recordWritten(name, opened.onDisk.events, opened.onDisk.state);
+    if (!opened.onDisk.state.clean) await reg.requireResync(name, regionsOf(opened.meta.geometry()));
     return { array, report: opened.report, unopened: opened.unopened, missing: opened.missing, raidDisks: opened.meta.info.raidDisks };
   } finally {
     await opened.close();
@@ -212,9 +211,9 @@ export interface ChangeArgs { name: string; member: number; force: boolean }
 
 const CONFIRM_MS = 30_000;
 
-export async function changeMember(reg: ArrayRegistry, stateDir: string, args: ChangeArgs, change: Change): Promise<string> {
+export async function changeMember(reg: AdminStore, stateDir: string, args: ChangeArgs, change: Change): Promise<string> {
   const ctx = `${change} ${args.name}`;
-  const rec = reg.require(args.name);
+  const rec = await reg.requireArray(args.name);
   const slot = args.member;
   if (!Number.isInteger(slot) || slot < 0 || slot >= rec.raidDisks) {
     throw new NbdraidError('EINVAL', ctx, `--member must be a slot number 0..${rec.raidDisks - 1}, got ${slot}`);
@@ -232,7 +231,7 @@ export async function changeMember(reg: ArrayRegistry, stateDir: string, args: C
   }
   const state = change === 'fail' ? 'faulty' : 'removed';
   if (live.served) return handToServer(reg, rec, member, state, live, ctx);
-  await applyOffline(reg, stateDir, rec, () => reg.update(args.name, (r) => { setState(r, member, state); }));
+  await applyOffline(reg, stateDir, rec, async () => { await reg.updateArray(args.name, (r) => { setState(r, member, state); }); });
   return `member ${slot} (${member.path}) ${change === 'fail' ? 'marked faulty' : 'removed'}; superblocks updated`;
 }
 
@@ -245,10 +244,12 @@ function setState(r: ArrayRecord, member: MemberRecord, state: MemberRecord['sta
  * Nothing serves the array: under the member locks (so no server starts meanwhile) record the
  * change and let the one superblock writer bring the members up to the record.
  */
-async function applyOffline(reg: ArrayRegistry, stateDir: string, rec: ArrayRecord, change: () => void): Promise<void> {
+async function applyOffline(reg: AdminStore, stateDir: string, rec: ArrayRecord, change: () => Promise<void>): Promise<void> {
   const handles = await openMembers(memberPaths(rec).filter(memberExists));
   try {
-    change();
+    // The superblock lock is a file of this host's state directory, which a run on PostgreSQL may not have made yet.
+    fs.mkdirSync(stateDir, { recursive: true });
+    await change();
     await new SuperblockWriter(reg, stateDir, rec.name).sync();
   } finally {
     await closeMembers(handles);
@@ -256,12 +257,12 @@ async function applyOffline(reg: ArrayRegistry, stateDir: string, rec: ArrayReco
 }
 
 /** A server holds the members: record the wish and wait until its superblocks show it applied. */
-async function handToServer(reg: ArrayRegistry, rec: ArrayRecord, member: MemberRecord, state: MemberRecord['state'], before: LiveState, ctx: string): Promise<string> {
-  reg.update(rec.name, (r) => { setState(r, member, state); });
+async function handToServer(reg: AdminStore, rec: ArrayRecord, member: MemberRecord, state: MemberRecord['state'], before: LiveState, ctx: string): Promise<string> {
+  await reg.updateArray(rec.name, (r) => { setState(r, member, state); });
   const deadline = Date.now() + CONFIRM_MS;
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 100));
-    const now = await liveState(reg.require(rec.name));
+    const now = await liveState(await reg.requireArray(rec.name));
     if (state === 'faulty' && now.state === 'offline') {
       return `member ${member.slot} (${member.path}) marked faulty: the array is now OFFLINE; every request fails with EIO until it is re-assembled`;
     }
@@ -303,8 +304,8 @@ export async function prepareSpare(rec: ArrayRecord, args: SpareArgs, ctx: strin
 }
 
 /** Records `p` as a spare (optionally meant for `slot`) in the same transaction as `also`. */
-export function recordSpare(reg: ArrayRegistry, name: string, p: string, slot: number | null, also?: (r: ArrayRecord) => void): ArrayRecord {
-  return reg.update(name, (r) => {
+export function recordSpare(reg: AdminStore, name: string, p: string, slot: number | null, also?: (r: ArrayRecord) => void): Promise<ArrayRecord> {
+  return reg.updateArray(name, (r) => {
     r.members = r.members.filter((m) => !(m.path === p && m.state === 'removed'));
     r.members.push({ slot, path: p, state: 'spare', deviceUuid: formatUuid(newUuid()) });
     also?.(r);

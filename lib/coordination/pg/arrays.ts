@@ -100,3 +100,37 @@ export async function unsynced(c: Tx, name: string): Promise<number> {
     + (SELECT count(*) FROM resync_regions WHERE array_name = $1) AS n`, [name]);
   return rows[0].n;
 }
+
+export async function listArrays(c: Tx): Promise<ArrayRecord[]> {
+  const { rows } = await c.query<ArrayRow>('SELECT * FROM arrays ORDER BY name');
+  return rows.map(toRecord);
+}
+
+/**
+ * ArrayRegistry.update: reads the record FOR UPDATE, lets `mutate` change it and writes it back
+ * with the revision bumped and an array.updated event, whatever `mutate` did.
+ */
+export async function updateArray(c: Tx, name: string, who: Actor, mutate: (rec: ArrayRecord) => void): Promise<ArrayRecord> {
+  const before = await requireArray(c, name, true);
+  const rec = structuredClone(before);
+  mutate(rec);
+  if (rec.name !== name) throw new NbdraidError('EINVAL', `array ${name}`, 'the name of an array cannot change in update');
+  const sets = COLUMNS.map(([col], i) => `${col} = $${i + 2}`).join(', ');
+  const { rows } = await c.query<ArrayRow>(`UPDATE arrays SET ${sets}, revision = revision + 1, updated_at = nbdraid_now_ms()
+    WHERE name = $1 RETURNING *`, values(rec));
+  await appendEvent(c, { ...who, kind: 'array.updated', arrayName: name, detail: diff(before, rec) });
+  return toRecord(rows[0]);
+}
+
+/** ArrayRegistry.remove: the record, what its superblocks were written with, an array.removed event. */
+export async function removeArray(c: Tx, name: string, who: Actor): Promise<void> {
+  const r = await c.query('DELETE FROM arrays WHERE name = $1', [name]);
+  if (r.rowCount === 0) throw missing(name);
+  await c.query('DELETE FROM superblocks WHERE array_name = $1', [name]);
+  await appendEvent(c, { ...who, kind: 'array.removed', arrayName: name });
+}
+
+export async function arrayRevision(c: Tx, name: string): Promise<number | undefined> {
+  const { rows } = await c.query<{ revision: number }>('SELECT revision FROM arrays WHERE name = $1', [name]);
+  return rows[0]?.revision;
+}

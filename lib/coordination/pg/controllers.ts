@@ -4,7 +4,7 @@
 // reaped, and what it held (partitions, leases, initiated tasks) passes on as in ../controllers.ts.
 import { hostname } from 'node:os';
 import { NbdraidError } from '../../errors.js';
-import type { ReapResult } from '../controllers.js';
+import type { ControllerRecord, ControllerState, ReapResult } from '../controllers.js';
 import { appendEvent } from './events.js';
 import type { Tx } from './tx.js';
 
@@ -80,4 +80,15 @@ export async function liveCount(c: Tx, boundMs: number): Promise<number> {
   const { rows } = await c.query<{ n: number }>(`SELECT count(*) AS n FROM controllers WHERE state = 'live'
     AND heartbeat >= now() - make_interval(secs => $1::float8 / 1000)`, [boundMs]);
   return rows[0].n;
+}
+
+/** Every controller row, oldest first, with whether it is live in the database's eyes (heartbeat within `boundMs`). */
+export async function listControllers(c: Tx, boundMs: number): Promise<(ControllerRecord & { alive: boolean })[]> {
+  const { rows } = await c.query<{ id: number; pid: number; host: string; address: string | null; state: ControllerState;
+    started_at: number; heartbeat_at: number; ended_at: number | null; alive: boolean }>(`SELECT *, (state = 'live'
+    AND heartbeat >= now() - make_interval(secs => $1::float8 / 1000)) AS alive FROM controllers ORDER BY id`, [boundMs]);
+  return rows.map((r) => ({
+    id: r.id, pid: r.pid, host: r.host, lockFile: '', address: r.address, state: r.state,
+    startedAt: r.started_at, heartbeatAt: r.heartbeat_at, endedAt: r.ended_at, alive: r.alive,
+  }));
 }

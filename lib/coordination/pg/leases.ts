@@ -111,3 +111,10 @@ export async function dirtyRegions(c: Tx, array: string): Promise<number[]> {
   const { rows } = await c.query<{ region: number }>('SELECT region FROM region_leases WHERE array_name = $1 AND dirty ORDER BY region', [array]);
   return rows.map((r) => r.region);
 }
+
+/** LeaseStore.requireResync: every region of `regions` recorded for resync, by `controller` (null: the CLI). */
+export async function requireResync(c: Tx, controller: number | null, array: string, regions: number[]): Promise<void> {
+  await c.query(`INSERT INTO resync_regions (array_name, region, from_controller, recorded_at)
+    SELECT $1, r, $2, nbdraid_now_ms() FROM unnest($3::int[]) AS r ON CONFLICT DO NOTHING`, [array, controller, regions]);
+  await appendEvent(c, { controller, actor: controller === null ? 'cli' : undefined, kind: 'resync.required', arrayName: array, detail: { regions: regions.length } });
+}

@@ -1,8 +1,9 @@
 // Tasks on PostgreSQL, the semantics of ../tasks.ts: creating one with its READY partitions in
 // one transaction, creating one unless the same duty is active, listing them and their progress.
+import { NbdraidError } from '../../errors.js';
 import type { Actor } from '../arrays.js';
 import {
-  json, toPartition, toTask, type PartitionRecord, type PartitionRow, type PartitionState, type TaskRecord, type TaskRow,
+  json, toPartition, toTask, type PartitionRecord, type PartitionRow, type PartitionState, type TaskRecord, type TaskRow, type TaskState,
 } from '../records.js';
 import { DEFAULT_MAX_ATTEMPTS, type NewTask, type TaskProgress, validate } from '../tasks.js';
 import { appendEvent } from './events.js';
@@ -70,4 +71,28 @@ export async function progress(c: Tx, task: TaskRecord): Promise<TaskProgress> {
     idx: p.idx, owner: p.owner as number, stripeStart: p.stripeStart, stripeEnd: p.stripeEnd, bytes: p.bytes, checkpoint: p.checkpoint,
   }));
   return { task, counts, bytes, stripesTotal, stripesDone, inProgress };
+}
+
+export async function getTask(c: Tx, id: number): Promise<TaskRecord | undefined> {
+  const { rows } = await c.query<TaskRow>('SELECT * FROM tasks WHERE id = $1', [id]);
+  return rows[0] ? toTask(rows[0]) : undefined;
+}
+
+export async function requireTask(c: Tx, id: number, lock = false): Promise<TaskRecord> {
+  const { rows } = await c.query<TaskRow>(`SELECT * FROM tasks WHERE id = $1${lock ? ' FOR UPDATE' : ''}`, [id]);
+  if (!rows[0]) throw new NbdraidError('ENOENT', `task ${id}`, `no such task; list tasks with 'nbdraid tasks'`);
+  return toTask(rows[0]);
+}
+
+/** TaskStore's pause / resume / cancel: one state change of a locked task, with its event. */
+export async function transitionTask(c: Tx, id: number, from: TaskState[], to: TaskState, kind: string, who: Actor, reason?: string): Promise<TaskRecord> {
+  const t = await requireTask(c, id, true);
+  if (!from.includes(t.state)) {
+    throw new NbdraidError('EINVAL', `task ${id}`, `is ${t.state}; only a ${from.join(' or ')} task can be ${kind.split('.')[1]} (see 'nbdraid tasks')`);
+  }
+  await c.query(`UPDATE tasks SET state = $1, reason = COALESCE($2, reason), updated_at = nbdraid_now_ms(),
+    finished_at = CASE WHEN $1 IN ('DONE', 'FAILED', 'CANCELLED') THEN nbdraid_now_ms() ELSE finished_at END
+    WHERE id = $3 AND state = $4`, [to, reason ?? null, id, t.state]);
+  await appendEvent(c, { ...who, kind, arrayName: t.arrayName, taskId: id, detail: { from: t.state, to, reason } });
+  return requireTask(c, id);
 }
