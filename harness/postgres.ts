@@ -93,6 +93,9 @@ export async function startPostgres(t: Hooks, opts: { listen?: string; runIn?: s
     fs.rmSync(root, { recursive: true, force: true });
   });
   await run('initdb', ['-D', data, '-U', user, '--auth=trust', '--encoding=UTF8', '--no-locale', '--no-sync']);
+  // initdb trusts loopback only; a server listening on a test network's address (inside a
+  // namespace the test made) trusts that network's hosts too.
+  if (listen) fs.appendFileSync(path.join(data, 'pg_hba.conf'), 'host all all samenet trust\n');
   const serverOpts = `-k ${root} -p ${port} -c listen_addresses='${listen ?? ''}' -c fsync=off -c full_page_writes=off`;
   if (!exitHook) {
     exitHook = true;

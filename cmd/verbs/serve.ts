@@ -215,8 +215,12 @@ async function serveArray(name: string, args: ServeArgs & { force?: boolean }, l
     const url = `http://${hostPort(ctl.metrics.address.address, ctl.metrics.address.port)}/metrics`;
     ctl.log({ event: 'metrics.listening', message: `controller ${ctl.id} metrics on ${url}`, fields: { url } });
   }
-  const signal = await untilSignal();
-  ctl.log({ event: 'controller.stopping', message: `${signal}: finishing in-flight requests, handing back partitions and leases`, fields: { signal } });
+  const end = await Promise.race([untilSignal().then((signal) => ({ signal })), ctl.ended.then((lost) => ({ lost }))]);
+  if ('lost' in end) {
+    // Others may own its work now: it stopped all member I/O and must not come back as itself.
+    throw new NbdraidError('ESTALE', `serve ${name}`, `controller ${ctl.id} lost its life on the coordination database (${end.lost}); it stopped all member I/O and exits: start it again to rejoin as a new controller`);
+  }
+  ctl.log({ event: 'controller.stopping', message: `${end.signal}: finishing in-flight requests, handing back partitions and leases`, fields: { signal: end.signal } });
   await ctl.stop();
 }
 

@@ -247,10 +247,11 @@ function setState(r: ArrayRecord, member: MemberRecord, state: MemberRecord['sta
 async function applyOffline(reg: AdminStore, stateDir: string, rec: ArrayRecord, change: () => Promise<void>): Promise<void> {
   const handles = await openMembers(memberPaths(rec).filter(memberExists));
   try {
-    // The superblock lock is a file of this host's state directory, which a run on PostgreSQL may not have made yet.
-    fs.mkdirSync(stateDir, { recursive: true });
+    // The superblock writers' lock: the database's across hosts (PostgreSQL), else a file of
+    // this host's state directory.
+    if (!reg.lockSuperblocks) fs.mkdirSync(stateDir, { recursive: true });
     await change();
-    await new SuperblockWriter(reg, stateDir, rec.name).sync();
+    await new SuperblockWriter(reg, reg.lockSuperblocks ?? stateDir, rec.name).sync();
   } finally {
     await closeMembers(handles);
   }

@@ -38,6 +38,11 @@ export interface AdminStore {
   cancelTask(id: number, reason?: string): Promise<TaskRecord>;
   listControllers(): Promise<ShownController[]>;
   listEvents(q: EventQuery): Promise<EventRecord[]>;
+  /**
+   * The superblock writers' lock across hosts, when the backend has one (PostgreSQL); absent, a
+   * flock in the state directory orders the writers of one host.
+   */
+  readonly lockSuperblocks?: (arrayName: string) => Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 

@@ -1,6 +1,7 @@
 // The CLI's AdminStore on PostgreSQL: each call one transaction on a small pool, with the
 // semantics of the SQLite stores (same errors, revision bumps, events with actor 'cli').
 import type pg from 'pg';
+import { superblockLock } from './superblock-lock.js';
 import { NbdraidError } from '../../errors.js';
 import type { AdminStore } from '../admin.js';
 import { redactUri } from '../target.js';
@@ -55,6 +56,7 @@ export async function openPgAdminStore(target: CoordinationTarget & { kind: 'pos
     cancelTask: (id, reason = 'cancelled by the operator') => tx((c) => transitionTask(c, id, ['RUNNING', 'PAUSED'], 'CANCELLED', 'task.cancelled', who, reason)),
     listControllers: () => read((c) => listControllers(c, target.deadAfterMs)),
     listEvents: (q) => read((c) => listEvents(c, q)),
+    lockSuperblocks: superblockLock(pool),
     close: () => pool.end(),
   };
 }

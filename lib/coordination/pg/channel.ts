@@ -8,12 +8,11 @@ import type { AsyncDbOps, DbOpObserver } from '../db-thread.js';
 import type { DbOpName } from '../db-thread-ops.js';
 import { PgChangeListener } from './listener.js';
 import { pgOps } from './ops.js';
+import { superblockLock } from './superblock-lock.js';
 import { asUnavailable } from './unavailable.js';
 
 /** How often a lost LISTEN connection is tried again; each try also tells the subscribers (ms). */
 const RELISTEN_MS = 250;
-/** The advisory-lock key space of superblock writers (the array's name hashed into it). */
-const SUPERBLOCK_LOCK_SPACE = 0x6e627362;
 
 export class PgChannel implements CoordinationChannel {
   readonly ops: AsyncDbOps;
@@ -29,6 +28,7 @@ export class PgChannel implements CoordinationChannel {
     const timed: Record<string, (...a: unknown[]) => Promise<unknown>> = {};
     for (const [name, fn] of Object.entries(raw)) timed[name] = (...args) => this.call(name as DbOpName, () => fn(...args));
     this.ops = timed as unknown as AsyncDbOps;
+    this.lockSuperblocks = superblockLock(pool);
   }
 
   /** Controller `id`'s channel over `pool`; LISTENs on its own connection to `uri`. */
@@ -42,20 +42,7 @@ export class PgChannel implements CoordinationChannel {
     this.observer = observer;
   }
 
-  readonly lockSuperblocks = async (arrayName: string): Promise<() => Promise<void>> => {
-    const c = await this.pool.connect();
-    const args = [SUPERBLOCK_LOCK_SPACE, arrayName];
-    try {
-      await c.query('SELECT pg_advisory_lock($1::int4, hashtext($2))', args);
-    } catch (err) {
-      c.release(true);
-      throw err;
-    }
-    return async () => {
-      const ok = await c.query('SELECT pg_advisory_unlock($1::int4, hashtext($2))', args).then(() => true, () => false);
-      c.release(!ok); // a connection that could not unlock is closed, which unlocks
-    };
-  };
+  readonly lockSuperblocks: (arrayName: string) => Promise<() => Promise<void>>;
 
   async close(): Promise<void> {
     this.closed = true;
