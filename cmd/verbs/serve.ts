@@ -221,7 +221,9 @@ async function serveArray(name: string, args: ServeArgs & { force?: boolean }, l
     throw new NbdraidError('ESTALE', `serve ${name}`, `controller ${ctl.id} lost its life on the coordination database (${end.lost}); it stopped all member I/O and exits: start it again to rejoin as a new controller`);
   }
   ctl.log({ event: 'controller.stopping', message: `${end.signal}: finishing in-flight requests, handing back partitions and leases`, fields: { signal: end.signal } });
-  await ctl.stop();
+  // A stop that waits at a fence which then seals would never end: the loss ends it instead.
+  const stopped = await Promise.race([ctl.stop().then(() => undefined), ctl.ended]);
+  if (stopped !== undefined) throw new NbdraidError('ESTALE', `serve ${name}`, `controller ${ctl.id} lost its life on the coordination database while stopping (${stopped}); it stopped all member I/O`);
 }
 
 async function serveFile(args: ServeArgs & { file: string }, logFormat: LogFormat): Promise<void> {

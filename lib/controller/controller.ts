@@ -6,7 +6,7 @@
 // the thread that serves NBD runs no SQL.
 import type { ArrayRecord, CoordinationTarget, Coordinator, LeaseCache, LifeState } from '../coordination/index.js';
 import { Coordinator as CoordinatorClass } from '../coordination/index.js';
-import { openMember } from '../raid/members.js';
+import { isRemoteMember, openMember, remoteMemberTimeout } from '../raid/members.js';
 import { IoFence } from '../transport/io-fence.js';
 import { openVolume } from '../raid/open.js';
 import { parseUuid } from '../raid/superblock.js';
@@ -126,6 +126,11 @@ export class Controller {
     // Every member request of this controller passes the fence: held while its life on the
     // database is in doubt, sealed once it is lost (life-bound.ts).
     const fence = new IoFence();
+    // Lost before it serves: the start gives up at once (whatever it waits for at the sealed
+    // fence never comes), so that the process can end.
+    let lostBeforeServing: (err: Error) => void = () => undefined;
+    const lostEarly = new Promise<never>((_, reject) => { lostBeforeServing = reject; });
+    lostEarly.catch(() => undefined);
     const coord = await CoordinatorClass.connect(opts.coordination ?? { kind: 'sqlite', stateDir: opts.stateDir }, {
       address,
       onError: (e) => log({ event: 'coordination.error', level: 'error', message: `coordination: ${e.message}` }),
@@ -137,19 +142,22 @@ export class Controller {
       else fence.seal();
       const level = state === 'live' ? 'info' : state === 'overdue' ? 'warn' : 'error';
       log({ event: `controller.${state === 'live' ? 'renewed' : state === 'overdue' ? 'fenced' : 'lost'}`, level, message: `${opts.arrayName}: controller ${coord.id} ${state === 'live' ? 'renewed its heartbeat: member I/O resumes' : state === 'overdue' ? 'holds all member I/O' : 'stopped all member I/O for good'}: ${why}`, fields: { state, waiting: fence.waiting } });
-      if (state === 'lost') late.ctl?.lost(why);
+      if (state !== 'lost') return;
+      late.ctl?.lost(why);
+      lostBeforeServing(new NbdraidError('ESTALE', `serve ${opts.arrayName}`, `controller ${coord.id} lost its life on the coordination database while starting (${why}); it stopped all member I/O: start it again`));
     };
     // Judged again at every member request, not only by the life bound's timer: after a stop
     // (SIGSTOP, a long pause) I/O callbacks may run before any timer does.
     fence.beforePass = coord.life ? () => coord.life?.check() : undefined;
     context.controller = coord.id;
     let metrics: ControllerMetrics | null = null;
-    try {
+    const begin = async (): Promise<Controller> => {
       const name = opts.arrayName;
       const ops = coord.thread.ops;
       // Bound first: a busy metrics address fails the start before the members are opened.
       if (opts.metrics) metrics = await ControllerMetrics.listen(name, opts.metrics);
       const rec = await requireArray(coord, name);
+      refuseSlowRemoteMembers(coord, rec);
       await refuseDirtyDegraded(coord, rec, !!opts.force);
       const paths = rec.members.filter((m) => m.slot !== null && (m.state === 'active' || m.state === 'rebuilding')).map((m) => m.path);
       const writer = new SuperblockWriter(ops, coord.thread.lockSuperblocks ?? opts.stateDir, name, { fence });
@@ -204,8 +212,13 @@ export class Controller {
       ctl.worker.start();
       void ctl.duties();
       return ctl;
+    };
+    try {
+      const starting = begin();
+      starting.catch(() => undefined); // the race below reports it, or the loss came first
+      return await Promise.race([starting, lostEarly]);
     } catch (err) {
-      await metrics?.close();
+      await (metrics as ControllerMetrics | null)?.close();
       await coord.close();
       throw err;
     }
@@ -249,16 +262,17 @@ export class Controller {
    * background work ends where it stands, and nothing is given back: the reaper does that.
    */
   lost(why: string): void {
+    this.endWith(why); // also when a stop is under way: it may wait at the sealed fence for good
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.timer);
     clearInterval(this.cleaner);
     this.stopWatching();
-    void this.metrics?.close();
-    void this.server.close();
-    void this.worker.stop();
-    void this.coord.close().catch(() => undefined);
-    this.endWith(why);
+    const quiet = (p: Promise<unknown> | undefined) => void p?.catch(() => undefined);
+    quiet(this.metrics?.close());
+    quiet(this.server.close());
+    quiet(this.worker.stop());
+    quiet(this.coord.close());
   }
 
   /** Brings the superblocks up to the record (cheap when nothing changed); errors are logged. */
@@ -444,6 +458,17 @@ async function requireArray(coord: Coordinator, name: string): Promise<ArrayReco
   const rec = await coord.thread.ops.arrayGet(name);
   if (!rec) throw new NbdraidError('ENOENT', `array ${name}`, `no such array; list arrays with 'nbdraid list', create one with 'nbdraid create ${name} ...'`);
   return rec;
+}
+
+/**
+ * Fencing holds member requests from T/2; one sent just before must be answered before T, when
+ * others may take over. A remote member is trusted to answer within the member timeout, so that
+ * timeout must stay below T/2 (docs/deployment.md).
+ */
+function refuseSlowRemoteMembers(coord: Coordinator, rec: ArrayRecord): void {
+  const hold = coord.life?.holdAfterMs;
+  if (hold === undefined || !rec.members.some((m) => isRemoteMember(m.path)) || remoteMemberTimeout() < hold) return;
+  throw new NbdraidError('EINVAL', `serve ${rec.name}`, `--member-timeout (${remoteMemberTimeout() / 1000} s) must be below half of --dead-after (${hold / 1000} s) with remote members: a member write sent just before this controller holds its I/O must be answered before others may take over. Lower --member-timeout or raise --dead-after, e.g. --dead-after 20 --member-timeout 8`);
 }
 
 /** Whether parity may lag data anywhere, and where (for messages). */

@@ -49,6 +49,8 @@ interface Backing {
   channel: CoordinationChannel;
   /** PostgreSQL's T: heartbeats then bound this controller's life (absent on SQLite). */
   deadAfterMs?: number;
+  /** When the registration was sent (monotonic ms): the row's first stamp is later than that. */
+  registeredFrom?: number;
   /** Records this controller stopped (its work goes back at once) and lets the database go. */
   end(): Promise<void>;
 }
@@ -85,7 +87,8 @@ export class Coordinator {
   readonly life: LifeBound | undefined;
   readonly id: number;
   private beats = 0;
-  private housekeepingBusy = false;
+  private beating = false;
+  private reaping = false;
   private readonly completionRuns = new Coalesced(
     () => this.completions.check().catch((err: unknown) => { if (!this.closed) this.onError(err as Error); }),
     () => !this.closed,
@@ -104,9 +107,9 @@ export class Coordinator {
     this.watcher = this.thread.changes;
     this.stopWatching = this.watcher.subscribe(() => this.checkCompletions());
     if (backing.deadAfterMs !== undefined) {
-      this.life = new LifeBound({ deadAfterMs: backing.deadAfterMs, onChange: (state, why) => this.opts.onLife?.(state, why) });
+      this.life = new LifeBound({ deadAfterMs: backing.deadAfterMs, from: backing.registeredFrom, onChange: (state, why) => this.opts.onLife?.(state, why) });
     }
-    this.timer = setInterval(() => void this.housekeeping(), opts.reapMs ?? 250);
+    this.timer = setInterval(() => this.housekeeping(), opts.reapMs ?? 250);
   }
 
   /** Opens the state directory's SQLite database and registers this process as a live controller. */
@@ -124,10 +127,12 @@ export class Coordinator {
     const T = target.deadAfterMs;
     const backend = await PgBackend.open(target.uri, { deadAfterMs: T, poolSize: 6, timeoutMs: Math.ceil(T / 2) });
     try {
+      // The life bound counts from the registration's send, not from when LISTEN got connected.
+      const registeredFrom = performance.now();
       const self = await backend.register(opts.address ?? null);
       const channel = await backend.channel(self.id);
       return new Coordinator({
-        id: self.id, channel, deadAfterMs: T,
+        id: self.id, channel, deadAfterMs: T, registeredFrom,
         end: async () => {
           await channel.close();
           await backend.stop(self.id).catch(() => undefined); // reaped already, or the server is away: T ends it
@@ -249,29 +254,48 @@ export class Coordinator {
   }
 
   /**
-   * Heartbeat, reaping of dead peers and journal pruning, through the channel: a busy database
-   * delays them, never the I/O this thread serves. On PostgreSQL a late heartbeat is the life
-   * bound's business (life-bound.ts); on SQLite the flock is the life and a late beat is nothing.
+   * Heartbeat, and apart from it reaping of dead peers and journal pruning, through the channel:
+   * a busy database delays them, never the I/O this thread serves. On PostgreSQL a late heartbeat
+   * is the life bound's business (life-bound.ts), so the heartbeat never waits behind a slow
+   * reap or prune; on SQLite the flock is the life and a late beat is nothing.
    */
-  private async housekeeping(): Promise<void> {
-    if (this.housekeepingBusy || this.closed || this.life?.state === 'lost') return;
-    this.housekeepingBusy = true;
+  private housekeeping(): void {
+    if (this.closed || this.life?.state === 'lost') return;
+    void this.beat();
+    void this.reap();
+  }
+
+  /** Holding its member I/O: errors of an absent database are expected, and reaping waits. */
+  private fenced(): boolean {
+    return this.life?.state === 'overdue';
+  }
+
+  private async beat(): Promise<void> {
+    if (this.beating) return;
+    this.beating = true;
+    try {
+      const sent = this.life?.sending();
+      await this.thread.ops.heartbeat(this.id);
+      if (sent !== undefined) this.life?.renewed(sent);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ESTALE') this.life?.reaped((err as Error).message);
+      if (!this.closed && !this.fenced()) this.onError(err as Error);
+    } finally {
+      this.beating = false;
+    }
+  }
+
+  private async reap(): Promise<void> {
+    if (this.reaping || this.fenced()) return;
+    this.reaping = true;
     try {
       const ops = this.thread.ops;
-      const sent = this.life?.sending();
-      try {
-        await ops.heartbeat(this.id);
-      } catch (err) {
-        if ((err as { code?: string }).code === 'ESTALE') this.life?.reaped((err as Error).message);
-        throw err;
-      }
-      if (sent !== undefined) this.life?.renewed(sent);
       if ((await ops.reapDead(this.id)).length > 0) this.checkCompletions();
       if (++this.beats % 200 === 0) await ops.pruneEvents(this.opts.eventsKeep ?? 100_000);
     } catch (err) {
-      if (!this.closed && this.life?.state !== 'overdue') this.onError(err as Error);
+      if (!this.closed && !this.fenced()) this.onError(err as Error);
     } finally {
-      this.housekeepingBusy = false;
+      this.reaping = false;
     }
   }
 }

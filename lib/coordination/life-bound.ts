@@ -21,6 +21,8 @@ export interface LifeBoundOptions {
   checkMs?: number;
   onChange(state: LifeState, why: string): void;
   now?: () => number;
+  /** When the registration that stamped the row was sent (default: now). */
+  from?: number;
 }
 
 export class LifeBound {
@@ -31,7 +33,7 @@ export class LifeBound {
 
   constructor(private readonly opts: LifeBoundOptions) {
     this.now = opts.now ?? (() => performance.now());
-    this.renewedFrom = this.now();
+    this.renewedFrom = opts.from ?? this.now();
     this.timer = setInterval(() => this.check(), opts.checkMs ?? 50);
     this.timer.unref();
   }

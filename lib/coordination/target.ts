@@ -30,7 +30,18 @@ export function coordinationTarget(stateDir: string, uri?: string, deadAfterMs =
 
 /** A URI fit for messages and logs: any password replaced by '***'. */
 export function redactUri(uri: string): string {
-  return uri.replace(/^([a-z+]+:\/\/[^:/@]*):[^@/]*@/i, '$1:***@').replace(/([?&]password=)[^&]*/i, '$1***');
+  // The authority ends at the last '@' before the path, query or fragment that follows it; a
+  // password may itself hold '@', '/' or ':' (libpq takes it so when it is not percent-encoded).
+  const m = /^([a-z][a-z0-9+.-]*:\/\/)(.*)$/i.exec(uri);
+  let out = uri;
+  if (m) {
+    const rest = m[2];
+    const q = rest.search(/[?#]/);
+    const at = (q >= 0 ? rest.slice(0, q) : rest).lastIndexOf('@');
+    const user = at >= 0 ? rest.slice(0, at) : '';
+    if (at >= 0 && user.includes(':')) out = `${m[1]}${user.slice(0, user.indexOf(':'))}:***@${rest.slice(at + 1)}`;
+  }
+  return out.replace(/([?&]password=)[^&#]*/i, '$1***');
 }
 
 /** Says where a target is, for messages. */

@@ -29,6 +29,11 @@ export function setRemoteMemberTimeout(ms: number): void {
   remoteTimeoutMs = ms;
 }
 
+/** How long a remote member may leave a request unanswered before it fails (ms). */
+export function remoteMemberTimeout(): number {
+  return remoteTimeoutMs;
+}
+
 export function isRemoteMember(p: string): boolean {
   return isRemoteLocation(p);
 }

@@ -18,7 +18,7 @@ import { tempDir } from '../helpers/temp-dir.js';
 
 const MEMBER = 64 * MiB;
 const JOB = 16 * MiB;
-const T_S = 4;
+const T_S = 8; // T/2 stays above the member timeout, as serve requires with remote members
 const MEMBER_TIMEOUT_S = 3;
 const WRITER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'workers', 'acked-writer.js');
 const BLOCK = 64 * 1024;

@@ -32,7 +32,7 @@ export class PgBackend {
 
   /** A new live controller row (heartbeat now, a fresh epoch). */
   register(address: string | null = null): Promise<PgController> {
-    return inTx(this.pool, (c) => registerController(c, address));
+    return inTx(this.pool, (c) => registerController(c, address, this.deadAfterMs));
   }
 
   /** Ends controller `id` cleanly: its work goes back to the pool at once, without waiting for T. */

@@ -10,9 +10,10 @@ import type { Tx } from './tx.js';
 
 export interface PgController { id: number; epoch: number }
 
-export async function registerController(c: Tx, address: string | null): Promise<PgController> {
-  const { rows } = await c.query<PgController>(`INSERT INTO controllers (pid, host, address, state, started_at, heartbeat_at)
-    VALUES ($1, $2, $3, 'live', nbdraid_now_ms(), nbdraid_now_ms()) RETURNING id, epoch`, [process.pid, hostname(), address]);
+/** A new live row; `deadAfterMs` is the T this controller fences itself by, and is judged by. */
+export async function registerController(c: Tx, address: string | null, deadAfterMs: number | null = null): Promise<PgController> {
+  const { rows } = await c.query<PgController>(`INSERT INTO controllers (pid, host, address, state, started_at, heartbeat_at, dead_after_ms)
+    VALUES ($1, $2, $3, 'live', nbdraid_now_ms(), nbdraid_now_ms(), $4) RETURNING id, epoch`, [process.pid, hostname(), address, deadAfterMs]);
   await appendEvent(c, { controller: rows[0].id, kind: 'controller.registered', detail: { pid: process.pid, address, epoch: rows[0].epoch } });
   return rows[0];
 }
@@ -26,14 +27,14 @@ export async function heartbeat(c: Tx, id: number): Promise<void> {
 /** Live in the database's eyes: its row says live and its heartbeat is within `boundMs`. */
 export async function isAlive(c: Tx, id: number, boundMs: number): Promise<boolean> {
   const { rows } = await c.query(`SELECT 1 FROM controllers WHERE id = $1 AND state = 'live'
-    AND heartbeat >= now() - make_interval(secs => $2::float8 / 1000)`, [id, boundMs]);
+    AND heartbeat >= now() - make_interval(secs => COALESCE(dead_after_ms, $2)::float8 / 1000)`, [id, boundMs]);
   return rows.length === 1;
 }
 
-/** Reaps every live controller but `reaper` whose heartbeat is older than `boundMs`. */
+/** Reaps every live controller but `reaper` whose heartbeat is older than its own T (`boundMs` for a row without one). */
 export async function reapDead(c: Tx, reaper: number | null, boundMs: number): Promise<ReapResult[]> {
   const { rows } = await c.query<{ id: number }>(`SELECT id FROM controllers WHERE state = 'live' AND id IS DISTINCT FROM $1::bigint
-    AND heartbeat < now() - make_interval(secs => $2::float8 / 1000) ORDER BY id FOR UPDATE SKIP LOCKED`, [reaper, boundMs]);
+    AND heartbeat < now() - make_interval(secs => COALESCE(dead_after_ms, $2)::float8 / 1000) ORDER BY id FOR UPDATE SKIP LOCKED`, [reaper, boundMs]);
   const out: ReapResult[] = [];
   for (const { id } of rows) {
     const r = await endController(c, id, 'dead', reaper);
@@ -78,7 +79,7 @@ export async function endController(c: Tx, id: number, state: 'dead' | 'stopped'
 /** Controllers live in the database's eyes (row live, heartbeat within `boundMs`). */
 export async function liveCount(c: Tx, boundMs: number): Promise<number> {
   const { rows } = await c.query<{ n: number }>(`SELECT count(*) AS n FROM controllers WHERE state = 'live'
-    AND heartbeat >= now() - make_interval(secs => $1::float8 / 1000)`, [boundMs]);
+    AND heartbeat >= now() - make_interval(secs => COALESCE(dead_after_ms, $1)::float8 / 1000)`, [boundMs]);
   return rows[0].n;
 }
 
@@ -86,7 +87,7 @@ export async function liveCount(c: Tx, boundMs: number): Promise<number> {
 export async function listControllers(c: Tx, boundMs: number): Promise<(ControllerRecord & { alive: boolean })[]> {
   const { rows } = await c.query<{ id: number; pid: number; host: string; address: string | null; state: ControllerState;
     started_at: number; heartbeat_at: number; ended_at: number | null; alive: boolean }>(`SELECT *, (state = 'live'
-    AND heartbeat >= now() - make_interval(secs => $1::float8 / 1000)) AS alive FROM controllers ORDER BY id`, [boundMs]);
+    AND heartbeat >= now() - make_interval(secs => COALESCE(dead_after_ms, $1)::float8 / 1000)) AS alive FROM controllers ORDER BY id`, [boundMs]);
   return rows.map((r) => ({
     id: r.id, pid: r.pid, host: r.host, lockFile: '', address: r.address, state: r.state,
     startedAt: r.started_at, heartbeatAt: r.heartbeat_at, endedAt: r.ended_at, alive: r.alive,

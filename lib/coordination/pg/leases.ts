@@ -17,6 +17,11 @@ const lockRow = async (c: Tx, array: string, region: number): Promise<LeaseRow |
  * holder. `changed.v` is set when the row moved (a grant, a new want): only then need others hear.
  */
 export async function tryAcquire(c: Tx, me: number, array: string, region: number, again = 1, changed: { v: boolean } = { v: false }): Promise<AcquireOutcome> {
+  // Only a live controller may hold or want a lease; the row lock keeps a reap out until this
+  // commits, and a reap after it frees what this took. Without it, a take answered after its
+  // controller was reaped would leave a lease held, or wanted, by the dead for good.
+  const alive = await c.query(`SELECT 1 FROM controllers WHERE id = $1 AND state = 'live' FOR SHARE`, [me]);
+  if (alive.rows.length === 0) throw new NbdraidError('ESTALE', `controller ${me}`, 'is no longer live (reaped after a missed heartbeat); it may not take leases');
   const ins = await c.query<{ epoch: number }>(`INSERT INTO region_leases (array_name, region, holder, epoch, updated_at)
     VALUES ($1, $2, $3, nextval('lease_epoch'), nbdraid_now_ms()) ON CONFLICT DO NOTHING RETURNING epoch`, [array, region, me]);
   if (ins.rows.length === 1) {

@@ -144,4 +144,10 @@ export const pgMigrations: PgMigration[] = [
       CREATE INDEX events_task ON events (task_id, id);
     `,
   },
+  {
+    // Each controller is judged by the bound it fences itself by: its own T, kept on its row.
+    // Controllers started with different --dead-after cannot then reap one another early.
+    version: 4,
+    sql: 'ALTER TABLE controllers ADD COLUMN dead_after_ms bigint',
+  },
 ];
