@@ -12,8 +12,10 @@ export interface ArraySpec {
   dir: string;
   name: string;
   members?: number;
-  /** Size of each member file, as the CLI takes it (e.g. '65M'). */
+  /** Size of each member file, as the CLI takes it (e.g. '65M'); files missing are created this big. */
   memberSize: string;
+  /** The members as `create` takes them (files, or nbd:// URIs of member servers); default DIR/m0, DIR/m1, ... */
+  paths?: string[];
   chunk?: string;
 }
 
@@ -48,7 +50,7 @@ export interface TaskInfo {
 
 export async function createArray(spec: ArraySpec): Promise<TestArray> {
   const state = path.join(spec.dir, 'state');
-  const members = Array.from({ length: spec.members ?? 5 }, (_, i) => path.join(spec.dir, `m${i}`));
+  const members = spec.paths ?? Array.from({ length: spec.members ?? 5 }, (_, i) => path.join(spec.dir, `m${i}`));
   const arr: TestArray = {
     name: spec.name, state, members,
     cli: (...args) => runTool(process.execPath, [nbdraidCli, '--state', state, ...args], { timeoutMs: 60_000, cwd: spec.dir }),

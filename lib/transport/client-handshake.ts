@@ -20,7 +20,7 @@ import {
   OPT_EXTENDED_HEADERS, OPT_GO, OPT_INFO, OPT_LIST, OPT_LIST_META_CONTEXT, OPT_SET_META_CONTEXT,
   OPT_STARTTLS, OPT_STRUCTURED_REPLY, REP_ACK, REP_INFO, REP_META_CONTEXT, REP_SERVER,
 } from './constants.js';
-import { ClientFrameReader, type ClientFrame } from './frame-reader.js';
+import { ClientFrameReader, type ClientFrame, type ReadTargetOf } from './frame-reader.js';
 import { NbdClient, type ExportInfo } from './client.js';
 import { upgradeClientSocket } from './tls.js';
 
@@ -49,6 +49,8 @@ export class FrameChannel {
   onError: ((err: Error) => void) | null = null;
   /** How many data bytes follow a simple reply (set by NbdClient: the READ length on success). */
   simpleDataLength: (cookie: bigint, error: number) => number = () => 0;
+  /** Where a READ's data is to be placed (set by NbdClient: the caller's buffer, when given). */
+  readTarget: ReadTargetOf = () => null;
 
   private readonly onSocketData = (chunk: Buffer): void => this.onData(chunk);
   private readonly onSocketError = (err: Error): void => this.fail(asNbdraidError(err, 'nbd client'));
@@ -134,7 +136,9 @@ export class ClientHandshake {
    */
   static async open(addr: Address, opts: { clientFlags?: number; tls?: tls.ConnectionOptions; timeoutMs?: number } = {}): Promise<ClientHandshake> {
     const socket = await connectSocket(addr, opts.timeoutMs ?? 0);
-    const reader: ClientFrameReader = new ClientFrameReader((cookie, error): number => channel.simpleDataLength(cookie, error));
+    const reader: ClientFrameReader = new ClientFrameReader(
+      (cookie, error): number => channel.simpleDataLength(cookie, error), undefined, (cookie) => channel.readTarget(cookie),
+    );
     const channel: FrameChannel = new FrameChannel(socket, reader);
     const greeting = await channel.next();
     if (greeting.kind !== 'greeting') throw new NbdraidError('EPROTO', 'nbd client', 'expected a greeting');

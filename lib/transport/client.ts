@@ -56,6 +56,8 @@ export interface RawRequest {
   offset?: number;
   length?: number;
   payload?: Buffer;
+  /** READ only: the buffer (of `length` bytes) the data is placed in, instead of one of its own. */
+  into?: Buffer;
 }
 
 export interface RawReply {
@@ -72,6 +74,8 @@ export interface RawReply {
 interface Pending {
   req: NbdRequest;
   reply: RawReply;
+  /** READ into a caller's buffer: data bytes placed so far (the reply must cover the request). */
+  placed?: number;
   resolve: (r: RawReply) => void;
   reject: (e: Error) => void;
 }
@@ -104,6 +108,10 @@ export class NbdClient {
       const p = this.inflight.get(cookie);
       return p && error === 0 && p.req.type === CMD_READ ? p.req.length : 0;
     };
+    channel.readTarget = (cookie) => {
+      const p = this.inflight.get(cookie);
+      return p?.placed !== undefined && p.reply.data ? { buf: p.reply.data, offset: p.req.offset } : null;
+    };
     channel.onFrame = (f) => this.onFrame(f);
     channel.onError = (err) => this.fail(err);
     this.closed = new Promise((resolve) => channel.socket.once('close', () => resolve()));
@@ -131,8 +139,10 @@ export class NbdClient {
     const req: NbdRequest = {
       type: r.type, flags: r.flags ?? 0, cookie: ++this.cookie, offset: r.offset ?? 0, length: r.length ?? r.payload?.length ?? 0,
     };
-    const reply: RawReply = { errno: 0, message: '', data: null, extents: [], kinds: [] };
-    const promise = new Promise<RawReply>((resolve, reject) => this.inflight.set(req.cookie, { req, reply, resolve, reject }));
+    const into = req.type === CMD_READ && r.into?.length === req.length ? r.into : undefined;
+    const reply: RawReply = { errno: 0, message: '', data: into ?? null, extents: [], kinds: [] };
+    const placed = into ? 0 : undefined;
+    const promise = new Promise<RawReply>((resolve, reject) => this.inflight.set(req.cookie, { req, reply, placed, resolve, reject }));
     const socket = this.channel.socket;
     socket.cork();
     socket.write(encodeRequest(req, this.extended));
@@ -141,9 +151,10 @@ export class NbdClient {
     return promise;
   }
 
-  async read(offset: number, length: number, opts: { df?: boolean; fua?: boolean } = {}): Promise<Buffer> {
+  /** READ: the data in a new buffer, or in `into` (of `length` bytes), which is returned. */
+  async read(offset: number, length: number, opts: { df?: boolean; fua?: boolean; into?: Buffer } = {}): Promise<Buffer> {
     const flags = (opts.df ? CMD_FLAG_DF : 0) | (opts.fua ? CMD_FLAG_FUA : 0);
-    const r = this.check(await this.request({ type: CMD_READ, flags, offset, length }), 'read', offset);
+    const r = this.check(await this.request({ type: CMD_READ, flags, offset, length, into: opts.into }), 'read', offset);
     return r.data as Buffer;
   }
 
@@ -205,13 +216,14 @@ export class NbdClient {
     const p = this.inflight.get(h.cookie);
     if (!p) return this.protocolError(`reply for unknown cookie ${h.cookie}`);
     p.reply.kinds.push(h.kind);
+    if (f.placed !== undefined) p.placed = (p.placed ?? 0) + f.placed;
     if (h.kind === 'simple') {
       p.reply.errno = h.error;
-      if (h.error === 0 && p.req.type === CMD_READ) p.reply.data = f.payload;
+      if (h.error === 0 && p.req.type === CMD_READ && f.placed === undefined) p.reply.data = f.payload;
       return this.finish(p);
     }
     try {
-      this.onChunk(p, h.type, f.payload);
+      if (f.placed === undefined) this.onChunk(p, h.type, f.payload);
     } catch (err) {
       return this.protocolError((err as Error).message);
     }
@@ -248,10 +260,16 @@ export class NbdClient {
     p.reply.data ??= Buffer.alloc(p.req.length);
     if (data) data.copy(p.reply.data, at);
     else p.reply.data.fill(0, at, at + length);
+    if (p.placed !== undefined) p.placed += length;
   }
 
   private finish(p: Pending): void {
     this.inflight.delete(p.req.cookie);
+    // A caller's buffer holds old bytes: a successful READ must have covered every one of them.
+    if (p.placed !== undefined && p.reply.errno === 0 && p.placed !== p.req.length) {
+      p.reject(new NbdraidError('EPROTO', 'nbd client', `read at ${p.req.offset}: the reply covered ${p.placed} of ${p.req.length} bytes`));
+      return;
+    }
     p.resolve(p.reply);
   }
 

@@ -14,10 +14,10 @@ import {
 import {
   type NbdRequest, type ReplyHeader, decodeReplyHeader, decodeRequest, replyHeaderSize, requestHeaderSize,
 } from './codec-transmission.js';
-import { protocolError } from './codec-util.js';
+import { protocolError, readU64 } from './codec-util.js';
 import {
   CLIENT_FLAGS_SIZE, CMD_FLAG_PAYLOAD_LEN, CMD_WRITE, EXPORT_NAME_REPLY_ZEROES, GREETING_SIZE,
-  OPTION_HEADER_SIZE, OPTION_REPLY_HEADER_SIZE,
+  OPTION_HEADER_SIZE, OPTION_REPLY_HEADER_SIZE, REPLY_TYPE_OFFSET_DATA,
 } from './constants.js';
 
 export interface ServerReaderLimits {
@@ -184,11 +184,22 @@ export type ClientFrame =
   | { kind: 'greeting'; handshakeFlags: number }
   | { kind: 'optionReply'; header: OptionReplyHeader; data: Buffer }
   | { kind: 'exportNameReply'; size: number; transmissionFlags: number }
-  /** payload: the chunk payload, or a simple READ reply's data. */
-  | { kind: 'reply'; header: ReplyHeader; payload: Buffer };
+  /**
+   * payload: the chunk payload, or a simple READ reply's data. `placed`: the READ data went
+   * straight into the request's target buffer (this many bytes); payload is then empty.
+   */
+  | { kind: 'reply'; header: ReplyHeader; payload: Buffer; placed?: number };
 
 /** For a simple reply, how many data bytes follow it (the READ length when error is 0). */
 export type SimpleReplyDataLength = (cookie: bigint, error: number) => number;
+
+/** Where a READ's data goes: the caller's buffer and the volume offset of its first byte. */
+export interface ReadTarget { buf: Buffer; offset: number }
+
+/** The target of the READ with this cookie, or null to receive its data in a buffer of its own. */
+export type ReadTargetOf = (cookie: bigint) => ReadTarget | null;
+
+const NO_BYTES = Buffer.alloc(0);
 
 export class ClientFrameReader {
   private readonly q = new ByteQueue();
@@ -198,7 +209,11 @@ export class ClientFrameReader {
   private header: ReplyHeader | null = null;
   private bodyLength = 0;
 
-  constructor(private readonly simpleDataLength: SimpleReplyDataLength, private readonly maxPayload = 64 << 20) {}
+  constructor(
+    private readonly simpleDataLength: SimpleReplyDataLength,
+    private readonly maxPayload = 64 << 20,
+    private readonly readTarget: ReadTargetOf = () => null,
+  ) {}
 
   push(chunk: Buffer): void {
     this.q.push(chunk);
@@ -259,8 +274,28 @@ export class ClientFrameReader {
       this.bodyLength = length;
     }
     if (this.q.length < this.bodyLength) return null;
-    const frame: ClientFrame = { kind: 'reply', header: this.header, payload: this.q.take(this.bodyLength) };
+    const header = this.header;
     this.header = null;
-    return frame;
+    const placed = this.placeData(header, this.bodyLength);
+    if (placed !== null) return { kind: 'reply', header, payload: NO_BYTES, placed };
+    return { kind: 'reply', header, payload: this.q.take(this.bodyLength) };
+  }
+
+  /**
+   * READ data whose request named a target is copied from the socket's chunks straight into it
+   * (one copy, no buffer of its own): a simple reply's data, or an OFFSET_DATA chunk's. Returns
+   * the bytes placed, or null when the body is to be returned as a payload.
+   */
+  private placeData(h: ReplyHeader, length: number): number | null {
+    const simpleData = h.kind === 'simple' && h.error === 0 && length > 0;
+    const chunkData = h.kind !== 'simple' && h.type === REPLY_TYPE_OFFSET_DATA && length > 8;
+    if (!simpleData && !chunkData) return null;
+    const t = this.readTarget(h.cookie);
+    if (!t || (simpleData && length !== t.buf.length)) return null;
+    if (simpleData) return this.q.takeInto(t.buf, 0, length);
+    const at = readU64(this.q.take(8), 0) - t.offset;
+    const n = length - 8;
+    if (at < 0 || at + n > t.buf.length) throw protocolError('reply', `data chunk outside the request at ${at + t.offset}+${n}`);
+    return this.q.takeInto(t.buf, at, n);
   }
 }

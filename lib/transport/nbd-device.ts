@@ -88,8 +88,8 @@ export class NbdDevice implements BlockDevice {
   async read(offset: number, into: Buffer): Promise<void> {
     for (let done = 0; done < into.length; done += this.maxPayload) {
       const n = Math.min(this.maxPayload, into.length - done);
-      const data = await this.call('read', offset + done, () => this.client.read(offset + done, n));
-      data.copy(into, done);
+      const part = into.subarray(done, done + n);
+      await this.call('read', offset + done, () => this.client.read(offset + done, n, { into: part }));
     }
   }
 

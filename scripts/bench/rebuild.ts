@@ -11,7 +11,10 @@
 // second) above the client's 4 KiB random-read p99 per second (from fio's completion latency log).
 // Environment: BENCH_RUNTIME (seconds of each latency run, default 10), BENCH_REBUILD_GIB (data
 // per member in GiB, default 1; smaller for a quick run of every step), BENCH_REBUILD_QUICK=1 (only
-// three one-controller rebuilds and checks, for comparing settings such as NBDRAID_DIRECT_IO).
+// three one-controller rebuilds and checks, for comparing settings such as NBDRAID_DIRECT_IO),
+// BENCH_REMOTE_ROUNDS (rounds of the remote-member comparison, default 3), BENCH_REBUILD_REMOTE=only
+// (only that comparison). The comparison (_rebuild-remote.ts): the same one-controller rebuild with
+// members behind nbdkit file servers on loopback TCP against members that are local files.
 import fs from 'node:fs';
 import path from 'node:path';
 import { TaskStore, openDatabase } from '../../lib/coordination/index.js';
@@ -19,6 +22,7 @@ import { runFio } from '../../harness/fio.js';
 import { clusterArray, createArray, lastTaskId, serveArray, tasksOf, waitTask, type TestArray } from '../../harness/raid-array.js';
 import { runTool } from '../../harness/run-tool.js';
 import { btrfsReference, type BtrfsResult } from './_btrfs.js';
+import { type RemoteResult, remoteVsLocal } from './_rebuild-remote.js';
 import { cpuSeconds, measure, saveResult, scratch, table, verdict } from './_common.js';
 import { type Point, svgChart } from './_svg-chart.js';
 
@@ -98,12 +102,15 @@ async function settle(): Promise<void> {
   await runTool('sync', []);
 }
 
-/** Fails `slot`, adds a spare, waits for the automatic rebuild; returns the finished task. */
-export async function rebuildOnce(arr: TestArray, slot: number, spare: string) {
+/**
+ * Fails `slot`, adds a spare (a file created at `size` when missing; no size for a member server's
+ * URI), waits for the automatic rebuild; returns the finished task.
+ */
+export async function rebuildOnce(arr: TestArray, slot: number, spare: string, size: number | undefined = MEMBER_BYTES) {
   const before = await lastTaskId(arr);
   await arr.cli('fail', arr.name, '--member', String(slot));
-  await arr.cli('add-spare', arr.name, spare, '--size', String(MEMBER_BYTES));
-  const t = await waitTask(arr, 'rebuild', before, TASK_TIMEOUT_MS, 100);
+  await arr.cli('add-spare', arr.name, spare, ...(size === undefined ? [] : ['--size', String(size)]));
+  const t = await waitTask(arr, 'rebuild', before, TASK_TIMEOUT_MS, 1000); // timed by the task record; a poll is a CLI process, so poll seldom
   if (t.task.state !== 'DONE') throw new Error(`rebuild task ${t.task.id} ended ${t.task.state}: ${t.task.reason}`);
   return t;
 }
@@ -196,10 +203,44 @@ function rebuildTable(rows: RebuildRow[], limitMBps: number, limitCpuPerGiB: num
   return table(['', 'rebuild s', 'MB/s', 'of limit', 'CPU s/GiB', 'check/scrub s', 'MB/s', 'mismatches'], body);
 }
 
+const REMOTE_GOAL = 0.5;
+
+function remoteTable(r: RemoteResult): string {
+  const body = r.rounds.map((x) => [`round ${x.round}, ${x.side} members (${x.order === 1 ? 'first' : 'second'})`, x.seconds.toFixed(2), x.mbps.toFixed(0)]);
+  body.push(['median, local files', '', r.localMedianMBps.toFixed(0)], ['median, nbdkit members on loopback TCP', '', r.remoteMedianMBps.toFixed(0)]);
+  return table(['one controller, 4+1', 'rebuild s', 'MB/s'], body);
+}
+
+function remoteGoal(r: RemoteResult): string[] {
+  return ['remote-member rebuild / local (medians of ' + String(r.rounds.length / 2) + ' rounds)', r.ratio.toFixed(2), `>= ${REMOTE_GOAL}`, verdict(r.ratio, REMOTE_GOAL)];
+}
+
+async function remoteComparison(work: string): Promise<RemoteResult> {
+  const rounds = Number(process.env.BENCH_REMOTE_ROUNDS ?? 3);
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`BENCH_REMOTE_ROUNDS=${process.env.BENCH_REMOTE_ROUNDS}: give a whole number of rounds, at least 1`);
+  console.log(`remote members: the same rebuild with nbdkit member servers on loopback TCP against local files, ${rounds} alternating rounds...`);
+  const dir = fs.mkdtempSync(path.join(work, 'cmp-'));
+  try {
+    return await remoteVsLocal(dir, { memberBytes: MEMBER_BYTES, dataPerMember: DATA_PER_MEMBER, fill: FILL, rounds, rebuild: rebuildOnce });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function remoteOnly(work: string): Promise<void> {
+  const r = await remoteComparison(work);
+  console.log(`\n${remoteTable(r)}\n\n${table(['goal', 'measured', 'target', ''], [remoteGoal(r)])}\n`);
+  console.log(`results: ${await saveResult('rebuild-remote', { dataPerMember: DATA_PER_MEMBER, chunk: 512 << 10, remote: r })}`);
+}
+
 export async function run(): Promise<void> {
   const runtime = Number(process.env.BENCH_RUNTIME ?? 10);
   const work = scratch('nbdraid-bench-rebuild-');
   try {
+    if (process.env.BENCH_REBUILD_REMOTE === 'only') {
+      await remoteOnly(work);
+      return;
+    }
     const arr = await createArray({ dir: work, name: 'rb', memberSize: String(MEMBER_BYTES) });
     await arr.cli('throttle', arr.name, '--min', '50', '--max', '0', '--inflight', '8');
     console.log(`rebuild benchmark: 4+1 RAID-5, 512 KiB chunk, ${DATA_PER_MEMBER / MIB} MiB per member; writing ${FILL / MIB} MiB of data...`);
@@ -237,6 +278,7 @@ export async function run(): Promise<void> {
     console.log(`  physical limit: ${limitSeconds.toFixed(2)} s (${limitMBps.toFixed(0)} MB/s)`);
     const lat = await latencyUnderRebuild(arr, runtime, path.join(work, 'spare-lat'), work);
     console.log(`  4 KiB rand read p99: idle ${lat.idle.p99.toFixed(0)} us, during throttled rebuild ${lat.busy.p99.toFixed(0)} us (${lat.during})`);
+    const remote = await remoteComparison(work);
     for (const f of fs.readdirSync(work).filter((f) => /^(m\d|spare)/.test(f))) fs.rmSync(path.join(work, f)); // room for btrfs
     await settle();
     const btrfs = await btrfsReference(work, MEMBER_BYTES, FILL);
@@ -254,13 +296,15 @@ export async function run(): Promise<void> {
       ['CPU s per GiB rebuilt (1 controller, best) / fio copy of the same bytes', `${(oneCpu / limitCpuPerGiB).toFixed(2)} (${oneCpu.toFixed(2)} / ${limitCpuPerGiB.toFixed(2)})`, '<= 1.5',
         oneCpu / limitCpuPerGiB <= 1.5 ? 'met' : 'MISSED'],
       ['4K rand read p99 during throttled rebuild / idle', (lat.busy.p99 / lat.idle.p99).toFixed(2), '<= 2.0', lat.busy.p99 / lat.idle.p99 <= 2 ? 'met' : 'MISSED'],
+      remoteGoal(remote),
     ];
     console.log(`\n${rebuildTable(rows, limitMBps, limitCpuPerGiB, btrfs)}\n`);
     if (btrfs.skipped) console.log(`btrfs skipped: ${btrfs.skipped}\n`);
     else console.log(`btrfs replace: ${btrfs.mode}; it copies only allocated chunks (${((btrfs.replacedBytes ?? 0) / MIB).toFixed(0)} MiB of ${DATA_PER_MEMBER / MIB} MiB); nbdraid rebuilds the whole member\n`);
     console.log(`4 KiB random read, QD4, ${runtime} s: idle p99 ${lat.idle.p99.toFixed(0)} us (${lat.idle.iops.toFixed(0)} IOPS); during rebuild throttled to min 20 MB/s, 2 in flight: p99 ${lat.busy.p99.toFixed(0)} us (${lat.busy.iops.toFixed(0)} IOPS); ${lat.during}\n`);
+    console.log(`${remoteTable(remote)}\n`);
     console.log(`${table(['goal', 'measured', 'target', ''], goals)}\n`);
-    const results = await saveResult('rebuild', { dataPerMember: DATA_PER_MEMBER, chunk: 512 << 10, rows, limitSeconds, limitMBps, limitCpuPerGiB, btrfs, latency: lat, goals });
+    const results = await saveResult('rebuild', { dataPerMember: DATA_PER_MEMBER, chunk: 512 << 10, rows, limitSeconds, limitMBps, limitCpuPerGiB, btrfs, latency: lat, remote, goals });
     console.log(`results: ${results}`);
     const chart = results.replace(/\.json$/, '.svg');
     fs.writeFileSync(chart, svgChart({
