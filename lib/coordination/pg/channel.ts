@@ -2,6 +2,7 @@
 // notices from LISTEN (reopened while the server is away, with a notice at every try so that
 // nothing waits on a change it missed), and the superblock writers' advisory lock.
 import type pg from 'pg';
+import { NbdraidError } from '../../errors.js';
 import type { CoordinationChannel } from '../channel.js';
 import { ChangeFanout } from '../change-watcher.js';
 import type { AsyncDbOps, DbOpObserver } from '../db-thread.js';
@@ -53,6 +54,8 @@ export class PgChannel implements CoordinationChannel {
   }
 
   private async call(op: DbOpName, run: () => Promise<unknown>): Promise<unknown> {
+    // As on SQLite: a call after close is refused by name, never sent to a pool that has ended.
+    if (this.closed) throw new NbdraidError('ESHUTDOWN', 'coordination', `'${op}' after the coordination connection was closed`);
     const asked = performance.now();
     let ok = false;
     const p = run();
