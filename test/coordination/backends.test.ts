@@ -5,8 +5,11 @@
 // claims and the owner's refusals, a completion action run once on the initiator (or on a live
 // adopter), a failing action failing its task, a closing controller's work handed on, one task of
 // a kind per array at a time. Claim policies (setPolicy) exist on SQLite only; tasks.test.ts
-// covers them.
+// covers them. Across processes: lease-worker.ts on either backend.
 import t, { type Test } from 'tap';
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Coordinator } from '../../lib/coordination/coordinator.js';
 import { openDatabase } from '../../lib/coordination/db.js';
 import type { PartitionRef } from '../../lib/coordination/partitions.js';
@@ -15,17 +18,23 @@ import { TERMINAL_TASK_STATES, type TaskRecord } from '../../lib/coordination/re
 import type { CoordinationTarget } from '../../lib/coordination/target.js';
 import { TaskStore, type NewTask } from '../../lib/coordination/tasks.js';
 import { tempStateDir } from '../helpers/coordination.js';
-import { waitUntil } from '../helpers/deadline.js';
+import { waitUntil, withDeadline } from '../helpers/deadline.js';
+import { killHard, spawnNode } from '../helpers/processes.js';
 import { postgresBin, startPostgres, type Postgres } from '../helpers/postgres.js';
 
 /** PostgreSQL's T here: the least accepted, so that nothing waits long for a bound. */
 const DEAD_AFTER_MS = 1000;
+const LEASE_WORKER = join(dirname(fileURLToPath(import.meta.url)), 'workers', 'lease-worker.js');
 const WAIT_MS = 15_000;
+/** The lease worker beats every 100 ms (its reapMs): its last beat before a kill is at most this old. */
+const HEARTBEAT_MS = 100;
 const ARRAY = 'md0';
 
 interface Backend {
   name: string;
   target: CoordinationTarget;
+  /** What a worker process is given: the state directory, or the database's URI. */
+  where: string;
   /** A task created as the CLI does, with no initiator (a live controller adopts it). */
   cliTask(task: Omit<NewTask, 'initiator'>): Promise<TaskRecord>;
 }
@@ -36,6 +45,7 @@ function sqlite(t: Test): Backend {
   return {
     name: 'sqlite',
     target: { kind: 'sqlite', stateDir },
+    where: stateDir,
     cliTask: async (task) => store.create({ ...task, initiator: null }),
   };
 }
@@ -50,6 +60,7 @@ async function postgres(t: Test, server: Postgres): Promise<Backend> {
   return {
     name: 'postgres',
     target: { kind: 'postgres', uri, deadAfterMs: DEAD_AFTER_MS },
+    where: uri,
     cliTask: (task) => admin.createTask({ ...task, initiator: null }),
   };
 }
@@ -232,9 +243,56 @@ const scenarios: Record<string, Scenario> = {
   },
 };
 
+/** Across real processes: region leases under contention, and a holder that is SIGKILLed. */
+const crossProcess: Record<string, Scenario> = {
+  'two processes hammer overlapping regions: mutual exclusion holds': async (t, b) => {
+    const dir = tempStateDir(t, 'nbdraid-slots-');
+    const slots = join(dir, 'slots');
+    writeFileSync(slots, Buffer.alloc(4 * 8));
+    const holds = b.name === 'sqlite' ? 400 : 200;
+    const workers = [0, 1].map(() => spawnNode(LEASE_WORKER, [b.where, 'hammer', slots, '4', String(holds)]));
+    t.teardown(() => { for (const w of workers) w.proc.kill('SIGKILL'); });
+    const results = await Promise.all(workers.map((w) => w.waitFor(/^done (\d+) (\d+) (\d+)$/, 90_000)));
+    for (const [, done, violations, wanted] of results) {
+      t.equal(Number(done), holds, 'every hold ran');
+      t.equal(Number(violations), 0, 'nobody changed a slot during a hold');
+      t.ok(Number(wanted) > 0, `the holder was asked for its regions (${wanted} times)`);
+    }
+    t.same((await Promise.all(workers.map((w) => w.exited))).map((e) => e.code), [0, 0]);
+  },
+
+  'a SIGKILLed holder: its leases pass on, the dirty ones are recorded for resync': async (t, b) => {
+    const holder = spawnNode(LEASE_WORKER, [b.where, 'hold', '0,1,2,3', '1,2']);
+    t.teardown(() => holder.proc.kill('SIGKILL'));
+    const [, holderText] = await holder.waitFor(/^held (\d+)$/, 30_000);
+    const holderId = Number(holderText);
+    const c = await controller(t, b);
+    const leases = c.leases(ARRAY);
+    let granted = false;
+    const waiting = leases.acquire(1, { write: false }).then(() => { granted = true; });
+    await new Promise((r) => setTimeout(r, 300));
+    t.equal(granted, false, 'not granted while the holder lives');
+    t.equal(await c.thread.ops.liveControllers(), 2);
+    const killedAt = performance.now();
+    await withDeadline(killHard(holder), 10_000, 'the holder exiting on SIGKILL');
+    await withDeadline(waiting, 30_000, 'region 1 granted once its holder is dead');
+    const after = performance.now() - killedAt;
+    if (b.name === 'postgres') t.ok(after >= DEAD_AFTER_MS - HEARTBEAT_MS, `granted ${after.toFixed(0)} ms after the kill: not before T (${DEAD_AFTER_MS} ms) from its last heartbeat`);
+    else t.pass(`granted ${after.toFixed(0)} ms after the kill`);
+    await waitUntil(async () => (await c.thread.ops.pendingResync(ARRAY)).length === 2, WAIT_MS, 'the dead holder\'s dirty regions queued');
+    t.same((await c.thread.ops.pendingResync(ARRAY)).sort(), [1, 2], 'its written regions wait for a resync');
+    t.equal(await c.thread.ops.liveControllers(), 1, 'the holder is dead');
+    const dead = await c.thread.ops.events({ kindPrefix: 'controller.dead' });
+    t.match(dead[0]?.detail, { controller: holderId, dirtyRegions: [{ region: 1 }, { region: 2 }] });
+    await c.async.clearResync(ARRAY, [1, 2]);
+    t.same(await c.thread.ops.pendingResync(ARRAY), []);
+    leases.release(1, { write: false });
+  },
+};
+
 const server = postgresBin() ? await startPostgres(t) : undefined;
 
-for (const [name, scenario] of Object.entries(scenarios)) {
+for (const [name, scenario] of Object.entries({ ...scenarios, ...crossProcess })) {
   t.test(`sqlite: ${name}`, (tt) => scenario(tt, sqlite(tt)));
   t.test(`postgres: ${name}`, { skip: !server && 'needs Debian\'s postgresql package' }, async (tt) => scenario(tt, await postgres(tt, server!)));
 }

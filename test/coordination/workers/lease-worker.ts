@@ -1,4 +1,5 @@
-// A controller process for the region lease tests. Usage:
+// A controller process for the region lease tests. STATE is a state directory (SQLite) or a
+// postgres:// URI (PostgreSQL, with T from NBDRAID_TEST_DEAD_AFTER_MS, default 1000). Usage:
 //   lease-worker STATE hammer SLOT_FILE REGIONS HOLDS  - random holds; each writes our id into the
 //       region's slot of SLOT_FILE and checks nobody changed it before release; prints
 //       "done <holds> <violations> <handed-over>"
@@ -6,9 +7,12 @@
 //       waits to be killed; if nobody does within HOLD_MAX_MS it gives up, prints "hold expired", exits 2
 import { appendFileSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { Coordinator } from '../../../lib/coordination/coordinator.js';
+import { coordinationTarget } from '../../../lib/coordination/target.js';
 
-const [stateDir, mode, ...args] = process.argv.slice(2);
-const coord = Coordinator.open(stateDir, { tickMs: 5, reapMs: 100 });
+const [where, mode, ...args] = process.argv.slice(2);
+const pg = where.startsWith('postgres');
+const target = coordinationTarget(pg ? '' : where, pg ? where : undefined, Number(process.env.NBDRAID_TEST_DEAD_AFTER_MS ?? 1000));
+const coord = await Coordinator.connect(target, { tickMs: 5, reapMs: 100 });
 /** The longest a hold lasts when nobody kills the worker. */
 const HOLD_MAX_MS = 120_000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -50,7 +54,7 @@ async function hammer(slotFile: string, regions: number, holds: number): Promise
   const token = leases.flushToken();
   leases.flushed(token);
   process.stdout.write(`done ${done} ${violations} ${wanted}\n`);
-  coord.close();
+  await coord.close();
 }
 
 async function hold(regions: number[], writes: number[]): Promise<void> {
@@ -62,7 +66,7 @@ async function hold(regions: number[], writes: number[]): Promise<void> {
   const until = Date.now() + HOLD_MAX_MS;
   for (let i = 0; i < HOLD_MAX_MS / 100 && Date.now() < until; i++) await sleep(100);
   process.stdout.write('hold expired\n');
-  coord.close();
+  await coord.close();
   process.exit(2);
 }
 
