@@ -13,9 +13,10 @@ export interface Child {
   waitFor(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
 }
 
-export function spawnNode(script: string, args: string[]): Child {
+/** Runs a node script (with `env` added to ours) in its own process group. */
+export function spawnNode(script: string, args: string[], env: Record<string, string> = {}): Child {
   // Its own process group, recorded so that it dies with this test process whatever ends it.
-  const proc = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+  const proc = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'], detached: true, env: { ...process.env, ...env } });
   trackGroup(proc);
   const lines: string[] = [];
   const watchers = new Set<(l: string) => void>();
