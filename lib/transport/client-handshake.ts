@@ -40,6 +40,9 @@ function isErrorReply(type: number): boolean {
 }
 
 /** Shared by handshake and transmission: a socket feeding a ClientFrameReader. */
+/** Bytes of the buffer that reads other than READ data land in. */
+const SCRATCH_BYTES = 64 << 10;
+
 export class FrameChannel {
   private queue: ClientFrame[] = [];
   private waiter: ((f: ClientFrame | Error) => void) | null = null;
@@ -50,8 +53,10 @@ export class FrameChannel {
   /** How many data bytes follow a simple reply (set by NbdClient: the READ length on success). */
   simpleDataLength: (cookie: bigint, error: number) => number = () => 0;
   /** Where a READ's data is to be placed (set by NbdClient: the caller's buffer, when given). */
-  readTarget: ReadTargetOf = () => null;
+  readTargetOf: ReadTargetOf = () => null;
 
+  /** Reads that are not READ data (headers, replies to options) land here first. */
+  private scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
   private readonly onSocketData = (chunk: Buffer): void => this.onData(chunk);
   private readonly onSocketError = (err: Error): void => this.fail(asNbdraidError(err, 'nbd client'));
   private readonly onSocketClose = (): void => this.fail(new NbdraidError('EIO', 'nbd client', 'connection closed by the server'));
@@ -89,14 +94,43 @@ export class FrameChannel {
     });
   }
 
-  private onData(chunk: Buffer): void {
-    this.reader.push(chunk);
+  /** Bytes read elsewhere (before this channel existed), in order. */
+  receive(chunk: Buffer): void {
+    this.onData(chunk);
+  }
+
+  /** The buffer a socket built with `onread` (a plain connection) reads into next. */
+  readTarget(): Buffer {
+    return this.reader.directTarget() ?? this.scratch;
+  }
+
+  /** `n` bytes were read into `into`, the buffer readTarget() gave. */
+  readFilled(n: number, into: Buffer): void {
+    if (into !== this.scratch) {
+      try {
+        this.reader.directFilled(n);
+      } catch (err) {
+        return this.abort(err as Error);
+      }
+      return this.onData(null);
+    }
+    if (n < SCRATCH_BYTES / 4) return this.onData(Buffer.from(into.subarray(0, n))); // small: a copy; scratch stays ours
+    this.scratch = Buffer.allocUnsafe(SCRATCH_BYTES); // large: handed over whole, as 'data' would
+    this.onData(into.subarray(0, n));
+  }
+
+  private onData(chunk: Buffer | null): void {
+    if (chunk) this.reader.push(chunk);
     try {
       for (let f = this.reader.next(); f; f = this.reader.next()) this.deliver(f);
     } catch (err) {
-      this.fail(err as Error);
-      this.socket.destroy();
+      this.abort(err as Error);
     }
+  }
+
+  private abort(err: Error): void {
+    this.fail(err);
+    this.socket.destroy();
   }
 
   private deliver(f: ClientFrame): void {
@@ -135,11 +169,15 @@ export class ClientHandshake {
    * `timeoutMs`, a connection silent that long before transmission is dropped with ETIMEDOUT.
    */
   static async open(addr: Address, opts: { clientFlags?: number; tls?: tls.ConnectionOptions; timeoutMs?: number } = {}): Promise<ClientHandshake> {
-    const socket = await connectSocket(addr, opts.timeoutMs ?? 0);
+    // A plain connection reads into buffers of the channel's choosing (READ data straight into its
+    // caller's buffer); one that will carry TLS reads through 'data', as TLS wraps it.
+    const sink = opts.tls ? undefined : new LateSink();
+    const socket = await connectSocket(addr, opts.timeoutMs ?? 0, sink);
     const reader: ClientFrameReader = new ClientFrameReader(
-      (cookie, error): number => channel.simpleDataLength(cookie, error), undefined, (cookie) => channel.readTarget(cookie),
+      (cookie, error): number => channel.simpleDataLength(cookie, error), undefined, (cookie) => channel.readTargetOf(cookie),
     );
     const channel: FrameChannel = new FrameChannel(socket, reader);
+    sink?.bind(channel);
     const greeting = await channel.next();
     if (greeting.kind !== 'greeting') throw new NbdraidError('EPROTO', 'nbd client', 'expected a greeting');
     const flags = opts.clientFlags ?? greeting.handshakeFlags & (FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES);
@@ -271,10 +309,41 @@ function exportInfo(infos: Info[]): ExportInfo {
   return out;
 }
 
-function connectSocket(addr: Address, timeoutMs: number): Promise<net.Socket> {
+/**
+ * The `onread` sink of a connection made before its channel exists: bytes read before bind() are
+ * kept (copied) and handed over on bind, in order.
+ */
+class LateSink {
+  private channel: FrameChannel | null = null;
+  private early: Buffer[] = [];
+  private readonly spare = Buffer.allocUnsafe(SCRATCH_BYTES);
+
+  bind(channel: FrameChannel): void {
+    this.channel = channel;
+    const early = this.early;
+    this.early = [];
+    for (const b of early) channel.receive(b);
+  }
+
+  target(): Buffer {
+    return this.channel ? this.channel.readTarget() : this.spare;
+  }
+
+  filled(n: number, into: Buffer): void {
+    if (into !== this.spare) return this.channel?.readFilled(n, into); // a buffer the channel gave
+    const copy = Buffer.from(into.subarray(0, n));
+    if (this.channel) this.channel.receive(copy);
+    else this.early.push(copy);
+  }
+}
+
+function connectSocket(addr: Address, timeoutMs: number, sink?: LateSink): Promise<net.Socket> {
   const where = `connect ${'path' in addr ? addr.path : `${addr.host ?? '127.0.0.1'}:${addr.port}`}`;
+  const onread = sink && { buffer: () => sink.target(), callback: (n: number, into: Uint8Array) => { sink.filled(n, into as Buffer); return true; } };
   return new Promise((resolve, reject) => {
-    const socket = 'path' in addr ? net.connect(addr.path) : net.connect(addr.port, addr.host ?? '127.0.0.1');
+    const socket = 'path' in addr
+      ? net.connect({ path: addr.path, onread })
+      : net.connect({ port: addr.port, host: addr.host ?? '127.0.0.1', onread });
     if (timeoutMs > 0) {
       socket.setTimeout(timeoutMs, () => socket.destroy(new NbdraidError('ETIMEDOUT', where, `no answer within ${timeoutMs} ms`)));
     }

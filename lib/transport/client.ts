@@ -108,7 +108,7 @@ export class NbdClient {
       const p = this.inflight.get(cookie);
       return p && error === 0 && p.req.type === CMD_READ ? p.req.length : 0;
     };
-    channel.readTarget = (cookie) => {
+    channel.readTargetOf = (cookie) => {
       const p = this.inflight.get(cookie);
       return p?.placed !== undefined && p.reply.data ? { buf: p.reply.data, offset: p.req.offset } : null;
     };

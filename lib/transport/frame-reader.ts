@@ -208,6 +208,8 @@ export class ClientFrameReader {
   private optionHeader: OptionReplyHeader | null = null;
   private header: ReplyHeader | null = null;
   private bodyLength = 0;
+  /** The caller's buffer (its part for this chunk) a READ's data is being received into. */
+  private direct: { buf: Buffer; filled: number } | null = null;
 
   constructor(
     private readonly simpleDataLength: SimpleReplyDataLength,
@@ -261,6 +263,23 @@ export class ClientFrameReader {
     return frame;
   }
 
+  /**
+   * Where the next bytes from the socket may be read straight into: the unfilled rest of a READ's
+   * data being received into its caller's buffer, or null when the next bytes must go through
+   * push() (headers, other payloads, or bytes already queued ahead).
+   */
+  directTarget(): Buffer | null {
+    const d = this.direct;
+    return d && this.q.length === 0 ? d.buf.subarray(d.filled) : null;
+  }
+
+  /** `n` bytes were read into the buffer directTarget() returned. */
+  directFilled(n: number): void {
+    const d = this.direct;
+    if (!d || d.filled + n > d.buf.length) throw protocolError('reply', 'bytes read past the data being received');
+    d.filled += n;
+  }
+
   private nextReply(): ClientFrame | null {
     if (!this.header) {
       if (this.q.length < 4) return null;
@@ -273,29 +292,41 @@ export class ClientFrameReader {
       this.header = header;
       this.bodyLength = length;
     }
-    if (this.q.length < this.bodyLength) return null;
     const header = this.header;
+    if (!this.direct && this.beginDirect(header, this.bodyLength) === 'wait') return null;
+    const d = this.direct;
+    if (d) {
+      if (d.filled < d.buf.length && this.q.length > 0) d.filled += this.q.takeInto(d.buf, d.filled, Math.min(this.q.length, d.buf.length - d.filled));
+      if (d.filled < d.buf.length) return null;
+      this.direct = null;
+      this.header = null;
+      return { kind: 'reply', header, payload: NO_BYTES, placed: d.buf.length };
+    }
+    if (this.q.length < this.bodyLength) return null;
     this.header = null;
-    const placed = this.placeData(header, this.bodyLength);
-    if (placed !== null) return { kind: 'reply', header, payload: NO_BYTES, placed };
     return { kind: 'reply', header, payload: this.q.take(this.bodyLength) };
   }
 
   /**
-   * READ data whose request named a target is copied from the socket's chunks straight into it
-   * (one copy, no buffer of its own): a simple reply's data, or an OFFSET_DATA chunk's. Returns
-   * the bytes placed, or null when the body is to be returned as a payload.
+   * READ data whose request named a target goes straight into it (from the queue, or from the
+   * socket through directTarget): a simple reply's data, or an OFFSET_DATA chunk's once its
+   * offset has arrived ('wait' until then). 'no': the body is returned as a payload.
    */
-  private placeData(h: ReplyHeader, length: number): number | null {
+  private beginDirect(h: ReplyHeader, length: number): 'yes' | 'no' | 'wait' {
     const simpleData = h.kind === 'simple' && h.error === 0 && length > 0;
     const chunkData = h.kind !== 'simple' && h.type === REPLY_TYPE_OFFSET_DATA && length > 8;
-    if (!simpleData && !chunkData) return null;
+    if (!simpleData && !chunkData) return 'no';
     const t = this.readTarget(h.cookie);
-    if (!t || (simpleData && length !== t.buf.length)) return null;
-    if (simpleData) return this.q.takeInto(t.buf, 0, length);
+    if (!t || (simpleData && length !== t.buf.length)) return 'no';
+    if (simpleData) {
+      this.direct = { buf: t.buf, filled: 0 };
+      return 'yes';
+    }
+    if (this.q.length < 8) return 'wait';
     const at = readU64(this.q.take(8), 0) - t.offset;
     const n = length - 8;
     if (at < 0 || at + n > t.buf.length) throw protocolError('reply', `data chunk outside the request at ${at + t.offset}+${n}`);
-    return this.q.takeInto(t.buf, at, n);
+    this.direct = { buf: t.buf.subarray(at, at + n), filled: 0 };
+    return 'yes';
   }
 }

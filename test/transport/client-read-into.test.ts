@@ -45,7 +45,7 @@ async function scripted(t: Test, structured: boolean): Promise<{ client: NbdClie
   const socket = net.connect(sock);
   await new Promise<void>((resolve) => socket.once('connect', resolve));
   while (!peer) await new Promise((r) => setImmediate(r));
-  const reader: ClientFrameReader = new ClientFrameReader((c, e) => channel.simpleDataLength(c, e), undefined, (c) => channel.readTarget(c));
+  const reader: ClientFrameReader = new ClientFrameReader((c, e) => channel.simpleDataLength(c, e), undefined, (c) => channel.readTargetOf(c));
   const channel: FrameChannel = new FrameChannel(socket, reader);
   reader.startTransmission();
   const client = new NbdClient(channel, { size: 1 << 20, transmissionFlags: 1 }, { structured, extended: false, contextId: 0 });
