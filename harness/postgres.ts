@@ -31,6 +31,10 @@ export interface Postgres {
   stop(): Promise<void>;
   /** Stops the server (fast: sessions are cut), waits `downMs`, and starts it again on the same port and socket. */
   restart(downMs?: number): Promise<void>;
+  /** The two halves of restart: stops the server (fast) ... */
+  down(): Promise<void>;
+  /** ... and starts it again on the same port and socket. */
+  up(): Promise<void>;
 }
 
 /** The newest installed server's bin directory, or null when none is installed. */
@@ -66,7 +70,7 @@ export async function startPostgres(t: Hooks, opts: { listen?: string; runIn?: s
   const user = 'nbdraid';
   const port = await freePort();
   const listen = opts.listen ?? null;
-  let state: 'starting' | 'running' | 'stopped' = 'starting';
+  let state: 'starting' | 'running' | 'down' | 'stopped' = 'starting';
   const stopNow = (): void => {
     const args = [path.join(bin, 'pg_ctl'), 'stop', '-D', data, '-m', 'immediate', '-w'];
     spawnSync(asRoot ? 'runuser' : args[0], asRoot ? ['-u', SERVER_USER, '--', ...args] : args.slice(1), { stdio: 'ignore' });
@@ -82,10 +86,19 @@ export async function startPostgres(t: Hooks, opts: { listen?: string; runIn?: s
       await run('pg_ctl', ['stop', '-D', data, '-m', 'fast', '-w', '-t', String(START_TIMEOUT_S)]);
     },
     async restart(downMs = 0) {
-      if (state !== 'running') throw new Error('PostgreSQL is not running');
-      await run('pg_ctl', ['stop', '-D', data, '-m', 'fast', '-w', '-t', String(START_TIMEOUT_S)]);
+      await pg.down();
       await new Promise((r) => setTimeout(r, downMs));
+      await pg.up();
+    },
+    async down() {
+      if (state !== 'running') throw new Error('PostgreSQL is not running');
+      state = 'down';
+      await run('pg_ctl', ['stop', '-D', data, '-m', 'fast', '-w', '-t', String(START_TIMEOUT_S)]);
+    },
+    async up() {
+      if (state !== 'down') throw new Error('PostgreSQL was not taken down');
       await start();
+      state = 'running';
     },
   };
   safeTeardown(t, `stop PostgreSQL in ${root}`, async () => {

@@ -6,7 +6,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { safeTeardown, trackGroup } from './cleanup.js';
-import { freePort } from './free-port.js';
+import { freePort, freePorts } from './free-port.js';
+
+export { freePorts };
 import { killGroup, toolPath } from './run-tool.js';
 
 /** The slice of tap's Test these helpers need. */
@@ -138,22 +140,6 @@ function greets(e: Endpoint): Promise<boolean> {
 }
 
 /** `n` consecutive free loopback ports (a cluster listens on PORT..PORT+n-1). */
-export async function freePorts(n: number): Promise<number[]> {
-  for (;;) {
-    const base = n === 1 ? await freePort() : 20_000 + Math.floor(Math.random() * 40_000);
-    const ports = Array.from({ length: n }, (_, i) => base + i);
-    if (n === 1 || (await Promise.all(ports.map(portFree))).every(Boolean)) return ports;
-  }
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
-
 export interface StartSpec {
   /** For messages and the teardown's name. */
   name: string;

@@ -160,7 +160,8 @@ export class Controller {
       refuseSlowRemoteMembers(coord, rec);
       await refuseDirtyDegraded(coord, rec, !!opts.force);
       const paths = rec.members.filter((m) => m.slot !== null && (m.state === 'active' || m.state === 'rebuilding')).map((m) => m.path);
-      const writer = new SuperblockWriter(ops, coord.thread.lockSuperblocks ?? opts.stateDir, name, { fence });
+      const mayWait = (): boolean => coord.mayWait();
+      const writer = new SuperblockWriter(ops, coord.thread.lockSuperblocks ?? opts.stateDir, name, { fence, keepTrying: mayWait });
       // The record is the truth: a change it holds that a killed writer left half written
       // reaches every member before they are assembled (else assembly sees them torn).
       if (await writer.behind()) await writer.sync().catch((err: Error) => superblockFailed(log, `${name}: superblocks not brought up to the record before assembly: ${err.message}`));
@@ -174,7 +175,7 @@ export class Controller {
         name, force: opts.force, lock: 'shared', fence,
         volume: {
           trackClean: false, // active/clean follows the regions' write intent (SuperblockWriter)
-          metadata: new RecordStore(ops, writer),
+          metadata: new RecordStore(ops, writer, mayWait),
           gate: {
             get regionStripes() { return late.gate!.regionStripes; },
             enter: (a, b, w) => late.gate!.enter(a, b, w),

@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import fsExt from 'fs-ext';
-import type { ArrayRecord, MemberRecord, WrittenSuperblocks } from '../coordination/index.js';
+import { type ArrayRecord, type MemberRecord, type WrittenSuperblocks, persist } from '../coordination/index.js';
 import { NbdraidError } from '../errors.js';
 import { LAYOUTS } from '../raid/geometry.js';
 import { openMemberDevice } from '../raid/members.js';
@@ -46,14 +46,20 @@ export class SuperblockWriter {
 
   private readonly lock: SuperblockLock;
 
-  /** `lock`: a state directory (its flock) or a lock of the coordination database; `fence`: the members' (io-fence.ts). */
-  constructor(private readonly arrays: SuperblockRecords, lock: string | SuperblockLock, readonly arrayName: string, private readonly opts: { fence?: IoFence } = {}) {
+  /**
+   * `lock`: a state directory (its flock) or a lock of the coordination database; `fence`: the
+   * members' (io-fence.ts); `keepTrying`: whether a sync that met the database away (EAGAIN) may
+   * wait for it and start again (persist.ts): a whole sync is safe to repeat, it writes what the
+   * record says at that moment. Without it such a sync fails.
+   */
+  constructor(private readonly arrays: SuperblockRecords, lock: string | SuperblockLock, readonly arrayName: string, private readonly opts: { fence?: IoFence; keepTrying?: () => boolean } = {}) {
     this.lock = typeof lock === 'string' ? stateDirLock(lock) : lock;
   }
 
   /** Makes every live member's superblock show the record's current state; resolves once it does. */
   sync(): Promise<void> {
-    const p = this.chain.then(() => this.locked());
+    const keepTrying = this.opts.keepTrying ?? (() => false);
+    const p = this.chain.then(() => persist(() => this.locked(), keepTrying));
     this.chain = p.catch(() => undefined);
     return p;
   }

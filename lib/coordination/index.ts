@@ -12,6 +12,7 @@ export { LeaseStore, type LeaseRecord, type ResyncRecord, type AcquireOutcome } 
 export { LeaseCache, type LeaseCacheOptions } from './lease-cache.js';
 export { EventLog, type EventRecord, type NewEvent, type EventQuery } from './events.js';
 export { Coordinator, LocalCoordinator, type CoordinatorOptions } from './coordinator.js';
+export { persist } from './persist.js';
 export type { CoordinationChannel } from './channel.js';
 export type { LifeState } from './life-bound.js';
 export type { TaskRecord, TaskState, PartitionRecord, PartitionState } from './records.js';

@@ -77,3 +77,45 @@ t.test('PostgreSQL restarted mid-rebuild: both controllers wait and resume, the 
   t.same(activeSlots, [0, 1, 2, 3], 'every slot has an active member again');
   for (const [i, blk] of blocks.entries()) t.same(await (i % 2 ? b : a).client.read(blk.at, blk.data.length), blk.data, `block ${i} reads back after the rebuild`);
 });
+
+t.test('a member change and a first write while PostgreSQL is away wait for it; the volume stays online', async (t) => {
+  const server = await startPostgres(t);
+  await server.psql('CREATE DATABASE away');
+  const uri = server.uri('away');
+  const dir = tempDir(t, 'nbdraid-pgaway-');
+  const arr = await createArray({ dir, name: 'aw', members: 4, memberSize: '16M', chunk: '64K' });
+  const backend = await PgBackend.open(uri, { deadAfterMs: T });
+  t.teardown(() => backend.close());
+  await moveToPostgres(arr, backend);
+  const lines: LogEntry[] = [];
+  const sock = path.join(dir, 'a.sock');
+  const ctl = await Controller.start({ stateDir: arr.state, arrayName: 'aw', listen: { path: sock }, coordination: { kind: 'postgres', uri, deadAfterMs: T }, log: (e) => { lines.push(e); } });
+  safeTeardown(t, 'controller stop', () => ctl.stop());
+  const client = await NbdClient.connect({ path: sock, exportName: 'aw' });
+  safeTeardown(t, 'client close', () => client.close());
+  const first = seededBytes(256 * 1024, 1);
+  await client.write(0, first);
+  await client.flush();
+
+  await server.down();
+  // Both need the database: the failure is a change of the record, then superblocks written from
+  // it; a write far from the first one needs its region's lease and write intent.
+  const far = Math.floor(ctl.volume.size / 2 / 65536) * 65536;
+  const second = seededBytes(256 * 1024, 2);
+  const failed = ctl.volume.failMember(2, 'failed by the test').then(() => 'done', (err: Error) => err);
+  const written = client.write(far, second).then(() => 'done', (err: Error) => err);
+  await new Promise((r) => setTimeout(r, 1500));
+  await server.up();
+  t.equal(await withDeadline(failed, 30_000, 'the member change'), 'done', 'the member change completed once the database was back');
+  t.equal(await withDeadline(written, 30_000, 'the write'), 'done', 'the write was acknowledged once the database was back');
+  t.same(await client.read(0, first.length), first, 'data written before the outage reads back');
+  t.same(await client.read(far, second.length), second, 'the write made across the outage reads back');
+  t.equal(ctl.volume.state.offlineReason, undefined, 'the volume is online');
+  const ops = backend.ops((await backend.register()).id);
+  const rec = await ops.arrayGet('aw');
+  t.equal(rec!.members.find((m) => m.slot === 2)?.state, 'faulty', 'the record has the member failed');
+  const examined = await arr.cli('examine', rec!.members.find((m) => m.slot === 0)!.path, '--json');
+  const states = (JSON.parse(examined.stdout) as { arrayState: string }[]).map((x) => x.arrayState);
+  t.same(states, ['AA.A'], 'and so do the superblocks: slot 2 missing from the array state');
+  t.notOk(lines.some((l) => /superblock/.test(l.message)), 'no superblock write failed');
+});

@@ -56,7 +56,7 @@ export async function openPgAdminStore(target: CoordinationTarget & { kind: 'pos
     cancelTask: (id, reason = 'cancelled by the operator') => tx((c) => transitionTask(c, id, ['RUNNING', 'PAUSED'], 'CANCELLED', 'task.cancelled', who, reason)),
     listControllers: () => read((c) => listControllers(c, target.deadAfterMs)),
     listEvents: (q) => read((c) => listEvents(c, q)),
-    lockSuperblocks: superblockLock(pool),
+    lockSuperblocks: superblockLock(pool, target.uri),
     close: () => pool.end(),
   };
 }

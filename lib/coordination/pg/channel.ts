@@ -29,7 +29,7 @@ export class PgChannel implements CoordinationChannel {
     const timed: Record<string, (...a: unknown[]) => Promise<unknown>> = {};
     for (const [name, fn] of Object.entries(raw)) timed[name] = (...args) => this.call(name as DbOpName, () => fn(...args));
     this.ops = timed as unknown as AsyncDbOps;
-    this.lockSuperblocks = superblockLock(pool);
+    this.lockSuperblocks = superblockLock(pool, uri);
   }
 
   /** Controller `id`'s channel over `pool`; LISTENs on its own connection to `uri`. */
