@@ -5,7 +5,7 @@
 // makes goes through the coordination thread (coord.async, coord.thread.ops) or the lease cache:
 // the thread that serves NBD runs no SQL.
 import type { ArrayRecord, CoordinationTarget, Coordinator, LeaseCache, LifeState } from '../coordination/index.js';
-import { Coordinator as CoordinatorClass } from '../coordination/index.js';
+import { Coordinator as CoordinatorClass, persist } from '../coordination/index.js';
 import { isRemoteMember, openMember, remoteMemberTimeout } from '../raid/members.js';
 import { IoFence } from '../transport/io-fence.js';
 import { openVolume } from '../raid/open.js';
@@ -105,7 +105,9 @@ export class Controller {
     this.worker = new Worker({
       coord, volume, cache, throttle: this.throttle, regionStripes: this.regionStripes, arrayName: name, log, bytes: this.bytes,
       onLeaseWait: (seconds) => this.metrics?.leaseWaited(seconds, 'background'),
-      beforeRun: () => this.sync.sync(),
+      // Reads the record: with the database away it waits for it (a sync is safe to repeat) rather
+      // than failing the partition it is about to run.
+      beforeRun: () => persist(() => this.sync.sync(), () => coord.mayWait()),
       afterResync: () => this.syncSuperblocks(),
     });
     registerCompletions(coord, volume, name, this.sync, log);
