@@ -5,7 +5,8 @@
 import path from 'node:path';
 import { runJson, runTool, type ToolResult } from './run-tool.js';
 import { nbdraidCli } from './server-process.js';
-import { type TestHooks, freePorts, nbdUri, spawnServer, startReady } from './spawn-ready.js';
+import { freePorts } from './free-port.js';
+import { type TestHooks, nbdUri, spawnServer, startReady } from './spawn-ready.js';
 
 export interface ArraySpec {
   /** Directory holding the member files and the state directory. */

@@ -6,9 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { safeTeardown, trackGroup } from './cleanup.js';
-import { freePort, freePorts } from './free-port.js';
-
-export { freePorts };
+import { freePort } from './free-port.js';
 import { killGroup, toolPath } from './run-tool.js';
 
 /** The slice of tap's Test these helpers need. */
@@ -139,7 +137,6 @@ function greets(e: Endpoint): Promise<boolean> {
   });
 }
 
-/** `n` consecutive free loopback ports (a cluster listens on PORT..PORT+n-1). */
 export interface StartSpec {
   /** For messages and the teardown's name. */
   name: string;

@@ -2,7 +2,7 @@
 // (leases, checkpoints and heartbeats are tried again; nothing fails for the outage), resume, and
 // the rebuild completes with every written byte intact, read through either controller.
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Controller } from '../../lib/controller/controller.js';
 import { PgBackend } from '../../lib/coordination/pg/index.js';
 import type { CoordinationTarget } from '../../lib/coordination/target.js';
@@ -18,19 +18,24 @@ import { tempDir } from '../helpers/temp-dir.js';
 
 const T = 8000;
 
-t.test('PostgreSQL restarted mid-rebuild: both controllers wait and resume, the rebuild completes', async (t) => {
+/** A PostgreSQL server of the test's own, and an array of 4 members `size` each recorded in its database `db`. */
+async function arrayOnPostgres(t: Test, db: string, name: string, size: string) {
   const server = await startPostgres(t);
-  await server.psql('CREATE DATABASE restart');
-  const uri = server.uri('restart');
-  const dir = tempDir(t, 'nbdraid-pgrestart-');
-  const arr = await createArray({ dir, name: 'pr', members: 4, memberSize: '64M', chunk: '64K' });
-  await arr.cli('add-spare', 'pr', path.join(dir, 'spare'), '--size', '64M');
-  await arr.cli('throttle', 'pr', '--min', '8', '--max', '16'); // slow enough to restart the server in the middle
+  await server.psql(`CREATE DATABASE ${db}`);
+  const uri = server.uri(db);
+  const dir = tempDir(t, `nbdraid-${db}-`);
+  const arr = await createArray({ dir, name, members: 4, memberSize: size, chunk: '64K' });
   const backend = await PgBackend.open(uri, { deadAfterMs: T });
   t.teardown(() => backend.close());
+  return { server, uri, dir, arr, backend, target: { kind: 'postgres', uri, deadAfterMs: T } as CoordinationTarget };
+}
+
+t.test('PostgreSQL restarted mid-rebuild: both controllers wait and resume, the rebuild completes', async (t) => {
+  const { server, dir, arr, backend, target } = await arrayOnPostgres(t, 'restart', 'pr', '64M');
+  await arr.cli('add-spare', 'pr', path.join(dir, 'spare'), '--size', '64M');
+  await arr.cli('throttle', 'pr', '--min', '8', '--max', '16'); // slow enough to restart the server in the middle
   await moveToPostgres(arr, backend);
 
-  const target: CoordinationTarget = { kind: 'postgres', uri, deadAfterMs: T };
   const lines: LogEntry[] = [];
   const start = async (n: string) => {
     const sock = path.join(dir, `${n}.sock`);
@@ -80,17 +85,11 @@ t.test('PostgreSQL restarted mid-rebuild: both controllers wait and resume, the 
 });
 
 t.test('a member change and a first write while PostgreSQL is away wait for it; the volume stays online', async (t) => {
-  const server = await startPostgres(t);
-  await server.psql('CREATE DATABASE away');
-  const uri = server.uri('away');
-  const dir = tempDir(t, 'nbdraid-pgaway-');
-  const arr = await createArray({ dir, name: 'aw', members: 4, memberSize: '16M', chunk: '64K' });
-  const backend = await PgBackend.open(uri, { deadAfterMs: T });
-  t.teardown(() => backend.close());
+  const { server, dir, arr, backend, target } = await arrayOnPostgres(t, 'away', 'aw', '16M');
   await moveToPostgres(arr, backend);
   const lines: LogEntry[] = [];
   const sock = path.join(dir, 'a.sock');
-  const ctl = await Controller.start({ stateDir: arr.state, arrayName: 'aw', listen: { path: sock }, coordination: { kind: 'postgres', uri, deadAfterMs: T }, log: (e) => { lines.push(e); } });
+  const ctl = await Controller.start({ stateDir: arr.state, arrayName: 'aw', listen: { path: sock }, coordination: target, log: (e) => { lines.push(e); } });
   safeTeardown(t, 'controller stop', () => ctl.stop());
   const client = await NbdClient.connect({ path: sock, exportName: 'aw' });
   safeTeardown(t, 'client close', () => client.close());

@@ -9,11 +9,11 @@ import path from 'node:path';
 import t from 'tap';
 import { MiB, createArray, startController, waitTaskEnd } from '../helpers/cluster.js';
 import { waitUntil, withDeadline } from '../helpers/deadline.js';
-import { freePort } from '../../harness/free-port.js';
+import { freePort, freePorts } from '../../harness/free-port.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { killGroup } from '../../harness/run-tool.js';
 import { nbdraidCli } from '../../harness/server-process.js';
-import { freePorts, spawnServer } from '../../harness/spawn-ready.js';
+import { spawnServer } from '../../harness/spawn-ready.js';
 import { controllerArgs } from '../../cmd/verbs/cluster.js';
 import { NbdClient } from '../../lib/transport/client.js';
 
